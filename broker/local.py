@@ -1,0 +1,108 @@
+"""A local RabbitMQ for trying the scripts: start, stop, status, rabbitmqctl.
+
+    python3 broker/local.py start     # reuse a broker on localhost:5672, or start ours
+    python3 broker/local.py stop      # stop ours (never someone else's)
+    python3 broker/local.py status
+    broker/rabbitmqctl list_queues    # the blog's command, for our node
+
+Our node is Debian's rabbitmq-server (installed with apt-get if missing,
+through sudo when not root), listening on 127.0.0.1:5672 only, with all its
+data in .broker/ of this project (git-ignored). Running start twice is fine.
+Standard library only.
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from node import RABBITMQ_BIN, BrokerError, Node, answers_amqp
+
+PROJECT = Path(__file__).resolve().parent.parent
+PORT = 5672
+
+
+def our_node():
+    return Node(PROJECT / ".broker", port=PORT, dist_port=PORT + 20000, name="hello")
+
+
+def ensure_installed():
+    if Path(RABBITMQ_BIN, "rabbitmq-server").exists():
+        return
+    print("Installing RabbitMQ (Debian's rabbitmq-server) ...", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    if not shutil.which("apt-get"):
+        sys.exit("local.py: RabbitMQ is not installed and this is not Debian/Ubuntu; "
+                 "install rabbitmq-server, or run a broker on localhost:5672 (see README.md)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for command in (["apt-get", "update", "-q"],
+                    ["apt-get", "install", "-y", "-q", "rabbitmq-server"]):
+        subprocess.run(sudo + command, check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def start():
+    node = our_node()
+    if node.is_running():
+        print(f"RabbitMQ (this project's) is already running on 127.0.0.1:{PORT}")
+        return
+    if answers_amqp(PORT):
+        print(f"A broker already answers on localhost:{PORT}; using it (it is not this "
+              "project's, so use its own rabbitmqctl)")
+        return
+    ensure_installed()
+    if answers_amqp(PORT):  # some packages start a system service on install
+        print(f"The system's RabbitMQ service answers on localhost:{PORT}; using it")
+        return
+    print(f"Starting RabbitMQ on 127.0.0.1:{PORT} (data in .broker/) ...", flush=True)
+    node.start(detached=True)
+    print(f"RabbitMQ is ready on 127.0.0.1:{PORT}; stop it with: python3 broker/local.py stop")
+
+
+def stop():
+    node = our_node()
+    if not node.is_running():
+        print("RabbitMQ (this project's) is not running")
+        return
+    node.stop()
+    print("RabbitMQ (this project's) stopped")
+
+
+def status():
+    if our_node().is_running():
+        print(f"RabbitMQ (this project's) is running on 127.0.0.1:{PORT}")
+    elif answers_amqp(PORT):
+        print(f"A broker that is not this project's answers on localhost:{PORT}")
+    else:
+        print(f"No broker answers on localhost:{PORT}; start one with: "
+              "python3 broker/local.py start")
+        return 1
+    return 0
+
+
+def rabbitmqctl(args):
+    node = our_node()
+    if not node.is_running():
+        where = ("the broker on localhost:5672 is not this project's: use its own rabbitmqctl "
+                 "(for Docker: docker exec CONTAINER rabbitmqctl ...)"
+                 if answers_amqp(PORT) else "start it with: python3 broker/local.py start")
+        print(f"rabbitmqctl: this project's RabbitMQ is not running; {where}", file=sys.stderr)
+        return 1
+    return node.ctl(*args, check=False, capture=False, timeout=None).returncode
+
+
+def main(argv):
+    commands = {"start": start, "stop": stop, "status": status}
+    if argv[:1] == ["rabbitmqctl"]:
+        return rabbitmqctl(argv[1:])
+    if len(argv) != 1 or argv[0] not in commands:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        return commands[argv[0]]() or 0
+    except (BrokerError, subprocess.CalledProcessError) as error:
+        print(f"local.py: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

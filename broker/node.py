@@ -1,0 +1,228 @@
+"""A RabbitMQ node of our own: start, stop, crash, restart, rabbitmqctl.
+
+One place for the broker handling that the tests, the benchmark and the
+local-broker helper (broker/local.py) share. Standard library only, so the
+helper runs before any virtual environment exists.
+
+Facts behind the choices (measured, see the project notes):
+- /usr/lib/rabbitmq/bin, not the /usr/sbin wrappers: those switch to user
+  rabbitmq when run as root and then the Erlang cookie differs.
+- Every file the node uses lives in its data dir (HOME holds the cookie), so
+  nodes never touch /etc/rabbitmq, /var/lib/rabbitmq or each other.
+- Listeners, AMQP and Erlang distribution alike, bind to 127.0.0.1 only.
+- Ready means the AMQP port answers a protocol header; a boot that fails
+  still exits 0, so we stop waiting as soon as the process is gone.
+"""
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+RABBITMQ_BIN = "/usr/lib/rabbitmq/bin"
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_is_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def answers_amqp(port, host="127.0.0.1"):
+    """True when an AMQP 0-9-1 broker answers on the port (Connection.Start)."""
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            return sock.recv(1) == b"\x01"  # a method frame
+    except OSError:
+        return False
+
+
+def wait_until(condition, timeout, what, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise BrokerError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def epmd_running():
+    return subprocess.run(["epmd", "-names"], capture_output=True).returncode == 0
+
+
+def stop_epmd():
+    """Stop the Erlang port mapper that our nodes started (it outlives them)."""
+    subprocess.run(["epmd", "-kill"], capture_output=True)
+
+
+class Node:
+    """One RabbitMQ node with its own name, ports and data dir.
+
+    root: run the node inside that directory with chroot (the Debian 13 root
+    with RabbitMQ 4.x); data_dir must then lie inside root.
+    """
+
+    def __init__(self, data_dir, port=None, name="hello", dist_port=None,
+                 root=None, config_lines=(), advanced_config="[]."):
+        self.data_dir = Path(data_dir).resolve()
+        self.root = Path(root).resolve() if root else None
+        self.port = port or free_port()
+        self.dist_port = dist_port or free_port()
+        self.name = f"{name}@localhost"
+        self.config_lines = list(config_lines)
+        self.advanced_config = advanced_config
+        self.process = None
+
+    # -- paths and environment ------------------------------------------------
+
+    def _seen_by_node(self, path):
+        """The path as the node sees it (inside the chroot, if any)."""
+        if self.root is None:
+            return str(path)
+        return "/" + str(Path(path).relative_to(self.root))
+
+    @property
+    def pid_file(self):
+        return self.data_dir / "mnesia" / f"{self.name}.pid"
+
+    @property
+    def log_file(self):
+        return self.data_dir / "console.log"
+
+    def env(self):
+        inside = self._seen_by_node
+        ctl_port = self.dist_port + 1 if self.dist_port < 65000 else free_port()
+        env = dict(os.environ)
+        env.update(
+            HOME=inside(self.data_dir),
+            RABBITMQ_NODENAME=self.name,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_CTL_DIST_PORT_MIN=str(ctl_port),
+            RABBITMQ_CTL_DIST_PORT_MAX=str(ctl_port + 10),
+            RABBITMQ_MNESIA_BASE=inside(self.data_dir / "mnesia"),
+            RABBITMQ_LOG_BASE=inside(self.data_dir / "log"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=inside(self.data_dir / "enabled_plugins"),
+            RABBITMQ_CONFIG_FILE=inside(self.data_dir / "rabbitmq"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=inside(self.data_dir / "advanced.config"),
+            ERL_EPMD_ADDRESS="127.0.0.1",
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+        )
+        return env
+
+    def _command(self, program, *args):
+        command = [f"{RABBITMQ_BIN}/{program}", *args]
+        if self.root is not None:
+            command = ["chroot", str(self.root), *command]
+        return command
+
+    def _write_files(self):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "enabled_plugins").write_text("[].\n")
+        (self.data_dir / "rabbitmq.conf").write_text(
+            "".join(line + "\n" for line in self.config_lines))
+        (self.data_dir / "advanced.config").write_text(self.advanced_config + "\n")
+
+    # -- life cycle -----------------------------------------------------------
+
+    def start(self, timeout=90, detached=False):
+        """Start the node and return once it answers AMQP.
+
+        detached: the node outlives this process (the user's local broker).
+        """
+        if answers_amqp(self.port):
+            raise BrokerError(f"port {self.port} is already taken by another broker")
+        self._write_files()
+        log = open(self.log_file, "ab")
+        self.process = subprocess.Popen(
+            self._command("rabbitmq-server"), env=self.env(), stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=detached)
+        log.close()
+
+        def ready():
+            if self.process.poll() is not None:
+                raise BrokerError(f"RabbitMQ exited while starting; see {self.log_file}")
+            return port_is_open(self.port) and answers_amqp(self.port)
+
+        wait_until(ready, timeout, f"RabbitMQ on 127.0.0.1:{self.port}")
+        return self
+
+    def beam_pid(self):
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def is_running(self):
+        pid = self.beam_pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop(self, timeout=60):
+        """Clean shutdown: SIGTERM makes the Erlang VM stop the node in order."""
+        self._signal_and_wait(signal.SIGTERM, timeout)
+
+    def kill(self, timeout=30):
+        """A crash: SIGKILL the Erlang VM, no chance to flush anything."""
+        self._signal_and_wait(signal.SIGKILL, timeout)
+
+    def restart(self, timeout=90):
+        self.stop()
+        return self.start(timeout)
+
+    def _signal_and_wait(self, signum, timeout):
+        pid = self.beam_pid()
+        if pid is not None and self.is_running():
+            os.kill(pid, signum)
+            wait_until(lambda: not self.is_running(), timeout, "RabbitMQ to exit")
+        if self.process is not None:
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        wait_until(lambda: not port_is_open(self.port), timeout,
+                   f"port {self.port} to close")
+        self.pid_file.unlink(missing_ok=True)
+
+    # -- tools ----------------------------------------------------------------
+
+    def ctl(self, *args, check=True, capture=True, timeout=60):
+        """Run rabbitmqctl against this node; returns the CompletedProcess."""
+        result = subprocess.run(
+            self._command("rabbitmqctl", *args), env=self.env(), capture_output=capture,
+            text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise BrokerError(f"rabbitmqctl {' '.join(args)} failed: "
+                              f"{(result.stderr or result.stdout).strip()}")
+        return result
+
+    def queue_counts(self):
+        """{queue name: message count}, the blog's `rabbitmqctl list_queues`."""
+        out = self.ctl("list_queues", "-q", "--no-table-headers", "name", "messages").stdout
+        return {name: int(count) for name, count in
+                (line.rsplit(None, 1) for line in out.splitlines() if line.strip())}
+
+    def url(self, user="guest", password="guest", vhost="%2F", query=""):
+        url = f"amqp://{user}:{password}@127.0.0.1:{self.port}/{vhost}"
+        return f"{url}?{query}" if query else url
