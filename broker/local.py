@@ -2,6 +2,7 @@
 
     python3 broker/local.py start     # reuse a broker on localhost:5672, or start ours
     python3 broker/local.py stop      # stop ours (never someone else's)
+    python3 broker/local.py crash     # kill -9 ours: a crash, for the persistence demo
     python3 broker/local.py status
     broker/rabbitmqctl list_queues    # the blog's command, for our node
 
@@ -67,6 +68,16 @@ def stop():
     print("RabbitMQ (this project's) stopped")
 
 
+def crash():
+    node = our_node()
+    if not node.is_running():
+        print("RabbitMQ (this project's) is not running")
+        return 1
+    node.kill()
+    print("RabbitMQ (this project's) killed with SIGKILL; start it again with: "
+          "python3 broker/local.py start")
+
+
 def status():
     if our_node().is_running():
         print(f"RabbitMQ (this project's) is running on 127.0.0.1:{PORT}")
@@ -91,7 +102,7 @@ def rabbitmqctl(args):
 
 
 def main(argv):
-    commands = {"start": start, "stop": stop, "status": status}
+    commands = {"start": start, "stop": stop, "crash": crash, "status": status}
     if argv[:1] == ["rabbitmqctl"]:
         return rabbitmqctl(argv[1:])
     if len(argv) != 1 or argv[0] not in commands:
