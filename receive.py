@@ -13,21 +13,18 @@ import signal
 import socket
 import ssl
 import sys
+import time
 
 import pika
 from pika import exceptions
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 DEFAULT_PREFETCH = 10
+MAX_RECONNECT_DELAY = 30  # seconds
 
 
 def main():
     args = parse_args()
-    connection = connect(args.urls)
-    channel = connection.channel()
-
-    connection, channel = declare_queue(connection, channel, args)
-
     # --count acks too, so that messages after the Nth stay in the queue.
     manual_ack = args.ack or args.count is not None
     received = 0
@@ -38,29 +35,41 @@ def main():
               + (" (redelivered)" if method.redelivered else ""), flush=True)
         if args.work:
             ch.connection.sleep(args.work)  # unlike time.sleep, keeps heartbeats going
-        if manual_ack:
+        if manual_ack and ch.is_open:  # if not, start_consuming raises why
             ch.basic_ack(delivery_tag=method.delivery_tag)
         received += 1
         if received == args.count:
             ch.stop_consuming()
 
-    if manual_ack:
-        # A worker holds at most this many unacknowledged messages; the rest
-        # wait in the queue for other workers (1 = strictly fair dispatch).
-        channel.basic_qos(prefetch_count=min(args.prefetch, args.count or args.prefetch))
-    channel.basic_consume(queue=args.queue,
-                          on_message_callback=callback,
-                          auto_ack=not manual_ack)
+    connection = connect(args.urls)
+    while True:
+        channel = connection.channel()
 
-    print(' [*] Waiting for messages. To exit press CTRL+C', flush=True)
-    try:
-        channel.start_consuming()
-    except KeyboardInterrupt:
-        pass  # Ctrl+C or SIGTERM: close the connection cleanly below
-    else:
+        connection, channel = declare_queue(connection, channel, args)
+
+        if manual_ack:
+            # A worker holds at most this many unacknowledged messages; the rest
+            # wait in the queue for other workers (1 = strictly fair dispatch).
+            channel.basic_qos(prefetch_count=min(args.prefetch, args.count or args.prefetch))
+        channel.basic_consume(queue=args.queue,
+                              on_message_callback=callback,
+                              auto_ack=not manual_ack)
+
+        print(' [*] Waiting for messages. To exit press CTRL+C', flush=True)
+        try:
+            channel.start_consuming()
+        except KeyboardInterrupt:
+            break  # Ctrl+C or SIGTERM: close the connection cleanly below
+        except exceptions.AMQPConnectionError as error:
+            if not connection_lost(error):
+                raise
+            note(f"lost the connection to the broker ({error}); reconnecting")
+            connection = connect(args.urls, again=True)
+            continue
         if received != args.count:
             fail(f"the broker ended the subscription to queue {args.queue!r} "
                  "(was it deleted?)")
+        break
     connection.close()
 
 
@@ -114,29 +123,52 @@ def url_list(parser, urls):
     if not urls:
         where = "AMQP_URL" if os.environ.get("AMQP_URL") else "default URL"
         urls = os.environ.get("AMQP_URL", DEFAULT_URL).split(",")
+    urls = [url.strip() for url in urls]
+    if not all(url.lower().startswith(("amqp://", "amqps://")) for url in urls):
+        parser.error(f"bad {where}: a URL starts with amqp:// or amqps://")
     try:
-        return [pika.URLParameters(url.strip()) for url in urls]
+        return [pika.URLParameters(url) for url in urls]
     except ValueError as error:  # pika's messages never repeat the password
         parser.error(f"bad {where}: {error}")
 
 
-def connect(urls):
-    """Connect to the first broker in the list that answers."""
-    problems = []
-    for params in urls:
-        where = f"{params.host}:{params.port}"
-        try:
-            return pika.BlockingConnection(params)
-        except exceptions.ProbableAuthenticationError:
-            fail(f"login refused for user {params.credentials.username!r} on {where}: "
-                 "wrong user name or password (guest may only log in from localhost)")
-        except exceptions.ProbableAccessDeniedError:
-            fail(f"access refused to virtual host {params.virtual_host!r} on {where}: it does "
-                 f"not exist or user {params.credentials.username!r} has no permissions there")
-        except (exceptions.AMQPConnectionError, OSError) as error:
-            problems.append(f"{where} ({why_not_connected(error)})")
-    fail(f"cannot connect to {', '.join(problems)}; is RabbitMQ running? "
-         "See README.md, 'Start a broker'")
+def connect(urls, again=False):
+    """Connect to the first broker in the list that answers.
+
+    again: after a lost connection, keep trying, waiting longer each round.
+    """
+    delay = 0.5
+    while True:
+        problems = []
+        for params in urls:
+            where = f"{params.host}:{params.port}"
+            try:
+                connection = pika.BlockingConnection(params)
+                if again:
+                    note(f"reconnected to {where}")
+                return connection
+            except exceptions.ProbableAuthenticationError:
+                fail(f"login refused for user {params.credentials.username!r} on {where}: "
+                     "wrong user name or password (guest may only log in from localhost)")
+            except exceptions.ProbableAccessDeniedError:
+                fail(f"access refused to virtual host {params.virtual_host!r} on {where}: it "
+                     f"does not exist or user {params.credentials.username!r} has no "
+                     "permissions there")
+            except (exceptions.AMQPConnectionError, OSError) as error:
+                problems.append(f"{where} ({why_not_connected(error)})")
+        if not again:
+            fail(f"cannot connect to {', '.join(problems)}"
+                 + ("; is RabbitMQ running? See README.md, 'Start a broker'"
+                    if all("connection refused" in problem for problem in problems) else ""))
+        time.sleep(delay)
+        delay = min(2 * delay, MAX_RECONNECT_DELAY)
+
+
+def connection_lost(error):
+    """A broker restart or a network failure, which reconnecting can mend."""
+    return (isinstance(error, (exceptions.StreamLostError, exceptions.AMQPHeartbeatTimeout))
+            or (isinstance(error, exceptions.ConnectionClosedByBroker)
+                and error.reply_code == 320))  # CONNECTION_FORCED: broker shutting down
 
 
 def why_not_connected(error):

@@ -70,8 +70,11 @@ def url_list(parser, urls):
     if not urls:
         where = "AMQP_URL" if os.environ.get("AMQP_URL") else "default URL"
         urls = os.environ.get("AMQP_URL", DEFAULT_URL).split(",")
+    urls = [url.strip() for url in urls]
+    if not all(url.lower().startswith(("amqp://", "amqps://")) for url in urls):
+        parser.error(f"bad {where}: a URL starts with amqp:// or amqps://")
     try:
-        return [pika.URLParameters(url.strip()) for url in urls]
+        return [pika.URLParameters(url) for url in urls]
     except ValueError as error:  # pika's messages never repeat the password
         parser.error(f"bad {where}: {error}")
 
@@ -91,8 +94,9 @@ def connect(urls):
                  f"not exist or user {params.credentials.username!r} has no permissions there")
         except (exceptions.AMQPConnectionError, OSError) as error:
             problems.append(f"{where} ({why_not_connected(error)})")
-    fail(f"cannot connect to {', '.join(problems)}; is RabbitMQ running? "
-         "See README.md, 'Start a broker'")
+    fail(f"cannot connect to {', '.join(problems)}"
+         + ("; is RabbitMQ running? See README.md, 'Start a broker'"
+            if all("connection refused" in problem for problem in problems) else ""))
 
 
 def why_not_connected(error):

@@ -75,20 +75,20 @@ class Node:
     with RabbitMQ 4.x); data_dir must then lie inside root.
     """
 
-    def __init__(self, data_dir, port=None, name="hello", dist_port=None,
+    def __init__(self, data_dir, port=None, name=None, dist_port=None,
                  root=None, config_lines=(), advanced_config="[]."):
         self.data_dir = Path(data_dir).resolve()
         self.root = Path(root).resolve() if root else None
         self.port = port or free_port()
         self.dist_port = dist_port or free_port()
-        self.name = f"{name}@localhost"
+        self.name = f"{name or f'throwaway-{self.port}'}@localhost"
         self.config_lines = list(config_lines)
         self.advanced_config = advanced_config
         self.process = None
 
     # -- paths and environment ------------------------------------------------
 
-    def _seen_by_node(self, path):
+    def seen_by_node(self, path):
         """The path as the node sees it (inside the chroot, if any)."""
         if self.root is None:
             return str(path)
@@ -103,7 +103,7 @@ class Node:
         return self.data_dir / "console.log"
 
     def env(self):
-        inside = self._seen_by_node
+        inside = self.seen_by_node
         ctl_port = self.dist_port + 1 if self.dist_port < 65000 else free_port()
         env = dict(os.environ)
         env.update(
@@ -155,11 +155,17 @@ class Node:
 
         def ready():
             if self.process.poll() is not None:
-                raise BrokerError(f"RabbitMQ exited while starting; see {self.log_file}")
+                raise BrokerError(f"RabbitMQ exited while starting: {self.log_tail()}")
             return port_is_open(self.port) and answers_amqp(self.port)
 
         wait_until(ready, timeout, f"RabbitMQ on 127.0.0.1:{self.port}")
         return self
+
+    def log_tail(self, lines=5):
+        try:
+            return " | ".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
 
     def beam_pid(self):
         try:

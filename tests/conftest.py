@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pika
 import pytest
+import trustme
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "broker"))
@@ -38,6 +39,8 @@ class Script:
         self.stdout_lines = []
         self.stderr_lines = []
         self._new_lines = queue.Queue()
+        self._ends = 0
+        self.returncode = None
         for stream, lines in [(self.process.stdout, self.stdout_lines),
                               (self.process.stderr, self.stderr_lines)]:
             threading.Thread(target=self._read, args=(stream, lines), daemon=True).start()
@@ -48,11 +51,11 @@ class Script:
             self._new_lines.put(line)
         self._new_lines.put(None)
 
-    def wait_for_line(self, text, timeout=TIMEOUT):
-        """Wait until stdout has a line containing text; return that line."""
+    def wait_for_line(self, text, timeout=TIMEOUT, stderr=False):
+        """Wait until stdout (or stderr) has a line containing text; return that line."""
         deadline = time.monotonic() + timeout
         while True:
-            for line in self.stdout_lines:
+            for line in self.stderr_lines if stderr else self.stdout_lines:
                 if text in line:
                     return line
             remaining = deadline - time.monotonic()
@@ -66,11 +69,14 @@ class Script:
 
     def wait(self, timeout=TIMEOUT):
         """Wait for the exit; return the exit status (stdout and stderr read in full)."""
-        status = self.process.wait(timeout)
-        ends = 0
-        while ends < 2:  # both reader threads are done
-            ends += self._new_lines.get(timeout=timeout) is None
-        return status
+        try:
+            self.returncode = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout} s; stdout: "
+                                 f"{self.stdout_lines}, stderr: {self.stderr_lines}") from None
+        while self._ends < 2:  # both reader threads are done
+            self._ends += self._new_lines.get(timeout=timeout) is None
+        return self.returncode
 
     def signal(self, signum):
         self.process.send_signal(signum)
@@ -114,7 +120,7 @@ class Broker:
 
     def run(self, script, *args, env=None, timeout=TIMEOUT):
         running = self.start(script, *args, env=env)
-        running.returncode = running.wait(timeout)
+        running.wait(timeout)
         return running
 
     def send(self, *args, **kwargs):
@@ -179,11 +185,35 @@ class Broker:
         self.close_connections()
 
 
-def start_node(lane, data_dir, **settings):
+def make_node(lane, data_dir, config_lines=(), **settings):
+    """A node of the lane (not started yet)."""
+    config_lines = list(config_lines)
+    root = None
     if lane == "rabbitmq4":
-        settings.setdefault("config_lines", []).append(rabbitmq4.REFUSE_TRANSIENT_QUEUES)
-        return Node(data_dir, root=rabbitmq4.ROOT, **settings).start()
-    return Node(data_dir, **settings).start()
+        config_lines.append(rabbitmq4.REFUSE_TRANSIENT_QUEUES)
+        root = rabbitmq4.ROOT
+    return Node(data_dir, root=root, config_lines=config_lines, **settings)
+
+
+def tls_listener(node, port):
+    """A CA and a server certificate for 127.0.0.1/localhost (trustme), and the
+    rabbitmq.conf lines for a TLS listener that uses them."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    tls = node.data_dir / "tls"
+    tls.mkdir()
+    ca.cert_pem.write_to_path(tls / "ca.pem")
+    server.cert_chain_pems[0].write_to_path(tls / "server.pem")
+    server.private_key_pem.write_to_path(tls / "server.key")
+    inside = node.seen_by_node(tls)
+    return tls / "ca.pem", [
+        f"listeners.ssl.default = 127.0.0.1:{port}",
+        f"ssl_options.cacertfile = {inside}/ca.pem",
+        f"ssl_options.certfile = {inside}/server.pem",
+        f"ssl_options.keyfile = {inside}/server.key",
+        "ssl_options.verify = verify_none",
+        "ssl_options.fail_if_no_peer_cert = false",
+    ]
 
 
 @pytest.fixture(scope="session", params=["rabbitmq3", "rabbitmq4"])
@@ -217,7 +247,25 @@ def data_dirs(lane):
 
 @pytest.fixture(scope="session")
 def session_broker(lane, data_dirs, epmd_cleanup):
-    node = start_node(lane, data_dirs())
+    """The lane's main node, with a TLS listener too."""
+    node = make_node(lane, data_dirs())
+    tls_port = free_port()
+    ca_file, tls_config = tls_listener(node, tls_port)
+    node.config_lines += tls_config
+    node.start()
+    broker = Broker(node, lane)
+    broker.tls_url = f"amqps://guest:guest@localhost:{tls_port}/%2F"
+    broker.ca_file = str(ca_file)
+    yield broker
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def strict_session_broker(lane, data_dirs, epmd_cleanup):
+    """A node with a 5 s consumer timeout (checked every second) and 1 KiB messages at most."""
+    node = make_node(lane, data_dirs(),
+                     config_lines=["consumer_timeout = 5000", "max_message_size = 1024"],
+                     advanced_config="[{rabbit, [{channel_tick_interval, 1000}]}].").start()
     yield Broker(node, lane)
     node.stop()
 
@@ -228,6 +276,13 @@ def broker(session_broker):
     session_broker.begin_test()
     yield session_broker
     session_broker.end_test()
+
+
+@pytest.fixture
+def strict_broker(strict_session_broker):
+    strict_session_broker.begin_test()
+    yield strict_session_broker
+    strict_session_broker.end_test()
 
 
 @pytest.fixture(scope="session")
