@@ -63,7 +63,7 @@ def main():
         except exceptions.AMQPConnectionError as error:
             if not connection_lost(error):
                 raise
-            note(f"lost the connection to the broker ({error}); reconnecting")
+            note(f"lost the connection to the broker ({reason(error)}); reconnecting")
             connection = connect(args.urls, again=True)
             continue
         if received != args.count:
@@ -149,7 +149,9 @@ def connect(urls, again=False):
                 return connection
             except exceptions.ProbableAuthenticationError:
                 fail(f"login refused for user {params.credentials.username!r} on {where}: "
-                     "wrong user name or password (guest may only log in from localhost)")
+                     "wrong user name or password"
+                     + (" (guest may only log in from localhost)"
+                        if params.credentials.username == "guest" else ""))
             except exceptions.ProbableAccessDeniedError:
                 fail(f"access refused to virtual host {params.virtual_host!r} on {where}: it "
                      f"does not exist or user {params.credentials.username!r} has no "
@@ -162,6 +164,12 @@ def connect(urls, again=False):
                     if all("connection refused" in problem for problem in problems) else ""))
         time.sleep(delay)
         delay = min(2 * delay, MAX_RECONNECT_DELAY)
+
+
+def reason(error):
+    if isinstance(error, exceptions.ConnectionClosedByBroker):
+        return f"{error.reply_code} {error.reply_text}"
+    return str(error) or type(error).__name__
 
 
 def connection_lost(error):
@@ -238,7 +246,7 @@ def why_failed(error):
     if isinstance(error, (exceptions.ChannelClosedByBroker,
                           exceptions.ConnectionClosedByBroker)):
         return f"the broker refused: {error.reply_code} {error.reply_text}"
-    return f"lost the connection to the broker ({error})"
+    return f"lost the connection to the broker ({reason(error)})"
 
 
 def note(message):

@@ -88,7 +88,9 @@ def connect(urls):
             return pika.BlockingConnection(params)
         except exceptions.ProbableAuthenticationError:
             fail(f"login refused for user {params.credentials.username!r} on {where}: "
-                 "wrong user name or password (guest may only log in from localhost)")
+                 "wrong user name or password"
+                 + (" (guest may only log in from localhost)"
+                    if params.credentials.username == "guest" else ""))
         except exceptions.ProbableAccessDeniedError:
             fail(f"access refused to virtual host {params.virtual_host!r} on {where}: it does "
                  f"not exist or user {params.credentials.username!r} has no permissions there")
