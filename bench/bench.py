@@ -1,0 +1,245 @@
+"""How fast is it? send.py and receive.py side by side with pika's own ceiling.
+
+Starts its own throwaway RabbitMQ (as the tests do), measures, prints tables,
+stops the broker. Figures only: nothing here passes or fails on speed.
+
+    bash bench/bench.sh            # the full run (about 10 minutes)
+    bash bench/bench.sh --tiny     # tiny sizes, a smoke run (CI)
+"""
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pika
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT / "broker"))
+
+from node import Node, epmd_running, stop_epmd  # noqa: E402
+
+PYTHON = sys.executable
+BENCH = PROJECT / "bench"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (a smoke run)")
+    args = parser.parse_args()
+    if args.tiny:
+        args.sends, args.drain, args.rounds = 3, 300, 1
+        args.memory_small, args.memory_large, args.latency = 100, 1000, 20
+    else:
+        args.sends, args.drain, args.rounds = 20, 100_000, 3
+        args.memory_small, args.memory_large, args.latency = 10_000, 1_000_000, 1000
+    return args
+
+
+def main():
+    args = parse_args()
+    epmd_was_running = epmd_running()
+    with tempfile.TemporaryDirectory(prefix="hello-rabbitmq-bench-") as data_dir:
+        node = Node(data_dir).start()
+        try:
+            bench = Bench(node)
+            print(f"RabbitMQ node on 127.0.0.1:{node.port}; pika {pika.__version__}, "
+                  f"Python {sys.version.split()[0]}, {os.cpu_count()} cores\n", flush=True)
+            bench.one_shot_send(args.sends)
+            bench.drain(args.drain, args.rounds)
+            bench.memory(args.memory_small, args.memory_large)
+            bench.latency(args.latency)
+        finally:
+            node.stop()
+    if not epmd_was_running:
+        stop_epmd()
+
+
+def summary(values, unit="", scale=1.0, digits=0):
+    values = [v * scale for v in values]
+    fmt = f"{{:,.{digits}f}}"
+    return (f"{fmt.format(statistics.median(values))}{unit} "
+            f"({fmt.format(min(values))}-{fmt.format(max(values))})")
+
+
+def verdict(ok):
+    return "met" if ok else "MISSED"
+
+
+class Bench:
+    def __init__(self, node):
+        self.node = node
+        self.url = node.url()
+        self.connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        self.channel = self.connection.channel()
+        self.env = dict(os.environ, AMQP_URL=self.url)
+
+    # -- helpers ----------------------------------------------------------------
+
+    def fill(self, queue, count, durable=False):
+        """Put count messages with fixed-width bodies into a fresh queue."""
+        self.channel.queue_delete(queue)
+        self.channel.queue_declare(queue, durable=durable)
+        properties = pika.BasicProperties(delivery_mode=2 if durable else 1)
+        for number in range(count):
+            self.channel.basic_publish("", queue, f"{number:08d}", properties)
+        while self.channel.queue_declare(queue, passive=True).method.message_count < count:
+            self.connection.sleep(0.05)
+
+    def timed(self, command, **kwargs):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, env=self.env, **kwargs)
+        return time.perf_counter() - start
+
+    def run_receive_until(self, args, lines, output):
+        """Run receive.py (stdout to a file) until the file holds that many lines.
+
+        Returns (seconds, peak RSS in KiB). Used for auto-ack mode, which
+        has no --count (that switches acknowledgements on).
+        """
+        expected = len(" [*] Waiting for messages. To exit press CTRL+C\n") + \
+            lines * len(" [x] Received '00000000'\n")
+        with open(output, "wb") as out:
+            start = time.perf_counter()
+            process = subprocess.Popen([PYTHON, str(PROJECT / "receive.py"), *args],
+                                       stdout=out, env=self.env)
+            while os.stat(output).st_size < expected:
+                if process.poll() is not None:
+                    raise RuntimeError(f"receive.py exited early ({process.returncode})")
+                time.sleep(0.005)
+            seconds = time.perf_counter() - start
+            process.send_signal(signal.SIGTERM)
+            _, status, usage = os.wait4(process.pid, 0)
+        return seconds, usage.ru_maxrss
+
+    def run_to_exit(self, command, stdout=subprocess.DEVNULL):
+        """(seconds, peak RSS in KiB) of a command that exits by itself."""
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=stdout, env=self.env)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        if status != 0:
+            raise RuntimeError(f"{command} failed ({status})")
+        return seconds, usage.ru_maxrss
+
+    # -- 1. one-shot send ---------------------------------------------------------
+
+    def one_shot_send(self, rounds):
+        commands = {
+            "python -c 'import pika'": [PYTHON, "-c", "import pika"],
+            "blog's lines (bench/blog_send.py)": [PYTHON, str(BENCH / "blog_send.py")],
+            "send.py": [PYTHON, str(PROJECT / "send.py")],
+            "amqp-publish (C client)": ["amqp-publish", "--url", self.url, "-r", "hello",
+                                        "-b", "Hello World!"],
+        }
+        times = {name: [] for name in commands}
+        for round_number in range(rounds):
+            order = list(commands) if round_number % 2 == 0 else list(reversed(commands))
+            for name in order:
+                times[name].append(self.timed(commands[name], stdout=subprocess.DEVNULL))
+        self.channel.queue_delete("hello")
+        floor = statistics.median(times["blog's lines (bench/blog_send.py)"])
+        print(f"1. One-shot send, wall time per run, median (min-max) over {rounds} runs")
+        for name, values in times.items():
+            print(f"   {name:36} {summary(values, ' ms', 1000, 1):>24}"
+                  f"   x{statistics.median(values) / floor:.2f}")
+        ratio = statistics.median(times["send.py"]) / floor
+        print(f"   target send.py <= 1.10 x blog's lines: {ratio:.2f}, {verdict(ratio <= 1.10)}\n",
+              flush=True)
+
+    # -- 2. drain -------------------------------------------------------------------
+
+    def drain(self, count, rounds):
+        modes = {  # name: (receive.py args or None for auto-ack, raw args, durable)
+            "default (auto-ack)": (None, ["auto", "0"], False),
+            "--ack (prefetch 10)": (["--ack"], ["ack", "10"], False),
+            "--ack --prefetch 1": (["--ack", "--prefetch", "1"], ["ack", "1"], False),
+            "--durable": (None, ["auto", "0"], True),
+        }
+        rates = {(mode, who): [] for mode in modes for who in ("receive.py", "raw pika")}
+        out = Path(tempfile.mkdtemp(prefix="bench-out-")) / "receive.out"
+        for round_number in range(rounds):
+            for mode, (script_args, raw_args, durable) in modes.items():
+                queue = "bench-durable" if durable else "bench"
+                whos = ["receive.py", "raw pika"]
+                for who in whos if round_number % 2 == 0 else reversed(whos):
+                    self.fill(queue, count, durable)
+                    if who == "raw pika":
+                        command = [PYTHON, str(BENCH / "raw_consumer.py"), self.url, queue,
+                                   str(count), *raw_args, *(["durable"] if durable else [])]
+                        seconds, _ = self.run_to_exit(command)
+                    elif script_args is None:
+                        args = ["--queue", queue] + (["--durable"] if durable else [])
+                        seconds, _ = self.run_receive_until(args, count, out)
+                    else:
+                        command = [PYTHON, str(PROJECT / "receive.py"), "--queue", queue,
+                                   "--count", str(count), *script_args]
+                        with open(out, "wb") as stdout:
+                            seconds, _ = self.run_to_exit(command, stdout=stdout)
+                    rates[mode, who].append(count / seconds)
+        print(f"2. Drain {count:,} messages (stdout to a file), msg/s, median (min-max) "
+              f"over {rounds} rounds, interleaved")
+        print(f"   {'mode':22} {'receive.py':>24} {'raw pika, no print':>24}  ratio")
+        for mode in modes:
+            script, raw = rates[mode, "receive.py"], rates[mode, "raw pika"]
+            ratio = statistics.median(script) / statistics.median(raw)
+            print(f"   {mode:22} {summary(script):>24} {summary(raw):>24}  {ratio:.2f} "
+                  f"(target >= 0.85: {verdict(ratio >= 0.85)})")
+        speedup = (statistics.median(rates["--ack (prefetch 10)", "receive.py"])
+                   / statistics.median(rates["--ack --prefetch 1", "raw pika"]))
+        print(f"   --ack vs the official tutorial's worker (ack each, prefetch 1, raw pika): "
+              f"x{speedup:.2f} (target >= 2.5: {verdict(speedup >= 2.5)})\n", flush=True)
+
+    # -- 3. memory ------------------------------------------------------------------
+
+    def memory(self, small, large):
+        out = Path(tempfile.mkdtemp(prefix="bench-out-")) / "receive.out"
+        peaks = {}
+        for count in (small, large):
+            self.fill("bench", count)
+            _, peaks["default", count] = self.run_receive_until(["--queue", "bench"], count, out)
+            self.fill("bench", count)
+            with open(out, "wb") as stdout:
+                _, peaks["--ack", count] = self.run_to_exit(
+                    [PYTHON, str(PROJECT / "receive.py"), "--queue", "bench", "--ack",
+                     "--count", str(count)], stdout=stdout)
+        self.channel.queue_delete("bench")
+        print("3. Peak RSS of receive.py while draining a queue")
+        for mode in ("default", "--ack"):
+            ratio = peaks[mode, large] / peaks[mode, small]
+            target = f" (target <= 1.2: {verdict(ratio <= 1.2)})" if mode == "--ack" else ""
+            print(f"   {mode:8} {small:>9,} msgs: {peaks[mode, small] / 1024:6.1f} MiB   "
+                  f"{large:>9,} msgs: {peaks[mode, large] / 1024:6.1f} MiB   "
+                  f"x{ratio:.2f}{target}")
+        print(flush=True)
+
+    # -- 4. latency -----------------------------------------------------------------
+
+    def latency(self, count):
+        self.channel.queue_delete("bench-latency")
+        receiver = subprocess.Popen(
+            [PYTHON, str(PROJECT / "receive.py"), "--queue", "bench-latency"],
+            stdout=subprocess.PIPE, env=self.env, text=True)
+        receiver.stdout.readline()  # Waiting for messages
+        latencies = []
+        for number in range(count):
+            start = time.perf_counter()
+            self.channel.basic_publish("", "bench-latency", f"{number:08d}")
+            line = receiver.stdout.readline()
+            latencies.append(time.perf_counter() - start)
+            assert f"{number:08d}" in line, line
+        receiver.send_signal(signal.SIGTERM)
+        receiver.wait()
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(f"4. End-to-end latency, publish to the receive.py line, {count:,} messages "
+              f"one at a time: median {statistics.median(latencies) * 1000:.2f} ms, "
+              f"p99 {p99 * 1000:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
