@@ -87,6 +87,8 @@ def parse_args():
                         help="exit after N messages; the rest stay in the queue")
     parser.add_argument("--durable", action="store_true",
                         help="declare the queue durable, as send.py --durable does")
+    parser.add_argument("--quorum", action="store_true",
+                        help="a quorum queue: replicated on a cluster (implies --durable)")
     parser.add_argument("--ack", action="store_true",
                         help="ack after the work: a dead worker's message comes back")
     parser.add_argument("--prefetch", type=number(1, 65535), default=DEFAULT_PREFETCH,
@@ -95,6 +97,7 @@ def parse_args():
     parser.add_argument("--work", type=number(0, 86400, float), default=0, metavar="SECONDS",
                         help="simulated work per message (default 0)")
     args = parser.parse_args()
+    args.durable = args.durable or args.quorum
     args.urls = url_list(parser, args.url)
     return args
 
@@ -203,16 +206,17 @@ def declare_queue(connection, channel, args):
     channel (406) or even the connection (541) when it refuses a declaration.
     """
     try:
-        channel.queue_declare(queue=args.queue, durable=args.durable)
+        channel.queue_declare(queue=args.queue, durable=args.durable,
+                              arguments={"x-queue-type": "quorum"} if args.quorum else None)
         return connection, channel
     except exceptions.ChannelClosedByBroker as error:
         if error.reply_code != 406:
             raise
         differs = error.reply_text.split(" - ", 1)[-1]
+        if args.quorum and "'x-queue-type'" in differs:
+            refuse_existing(args.queue, "a quorum queue", "--quorum")
         if args.durable and "'durable'" in differs:
-            fail(f"queue {args.queue!r} exists and is not durable, so --durable cannot keep its "
-                 f"messages; use another --queue, or delete it (local broker: "
-                 f"broker/rabbitmqctl delete_queue {args.queue})")
+            refuse_existing(args.queue, "durable", "--durable")
         note(f"queue {args.queue!r} already exists with other settings ({differs}); "
              "using it as it is")
         channel = connection.channel()
@@ -247,6 +251,11 @@ def why_failed(error):
                           exceptions.ConnectionClosedByBroker)):
         return f"the broker refused: {error.reply_code} {error.reply_text}"
     return f"lost the connection to the broker ({reason(error)})"
+
+
+def refuse_existing(queue, kind, option):
+    fail(f"queue {queue!r} exists and is not {kind}, which {option} needs; use another "
+         f"--queue, or delete it (local broker: broker/rabbitmqctl delete_queue {queue})")
 
 
 def note(message):

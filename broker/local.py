@@ -6,6 +6,10 @@
     python3 broker/local.py status
     broker/rabbitmqctl list_queues    # the blog's command, for our node
 
+    python3 broker/local.py cluster start    # a 3-node cluster on ports 5672, 5673, 5674
+    python3 broker/local.py cluster crash N  # kill -9 node N (1-3), to try failover
+    python3 broker/local.py cluster stop
+
 Our node is Debian's rabbitmq-server (installed with apt-get if missing,
 through sudo when not root), listening on 127.0.0.1:5672 only, with all its
 data in .broker/ of this project (git-ignored). Running start twice is fine.
@@ -17,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from node import RABBITMQ_BIN, BrokerError, Node, answers_amqp
+from node import RABBITMQ_BIN, BrokerError, Cluster, Node, answers_amqp
 
 PROJECT = Path(__file__).resolve().parent.parent
 PORT = 5672
@@ -25,6 +29,14 @@ PORT = 5672
 
 def our_node():
     return Node(PROJECT / ".broker", port=PORT, dist_port=PORT + 20000, name="hello")
+
+
+def our_cluster():
+    return Cluster(PROJECT / ".broker" / "cluster", [PORT, PORT + 1, PORT + 2], name="hello")
+
+
+def running_nodes():
+    return [node for node in [our_node(), *our_cluster().nodes] if node.is_running()]
 
 
 def ensure_installed():
@@ -45,6 +57,9 @@ def start():
     node = our_node()
     if node.is_running():
         print(f"RabbitMQ (this project's) is already running on 127.0.0.1:{PORT}")
+        return
+    if any(member.is_running() for member in our_cluster().nodes):
+        print(f"This project's cluster is running (ports {PORT}-{PORT + 2}); using it")
         return
     if answers_amqp(PORT):
         print(f"A broker already answers on localhost:{PORT}; using it (it is not this "
@@ -90,9 +105,34 @@ def status():
     return 0
 
 
+def cluster(args):
+    members = our_cluster()
+    if args == ["start"]:
+        if our_node().is_running():
+            raise BrokerError("stop the single local node first: python3 broker/local.py stop")
+        ensure_installed()
+        print(f"Starting a 3-node RabbitMQ cluster on 127.0.0.1:{PORT}-{PORT + 2} "
+              "(data in .broker/cluster/) ...", flush=True)
+        members.start(detached=True)
+        print("Cluster ready: " + ", ".join(f"{n.name} on {n.port}" for n in members.nodes))
+    elif args == ["stop"]:
+        members.stop()
+        print("Cluster stopped")
+    elif len(args) == 2 and args[0] == "crash" and args[1] in ("1", "2", "3"):
+        member = members.nodes[int(args[1]) - 1]
+        member.kill()
+        print(f"{member.name} killed with SIGKILL; bring it back with: "
+              "python3 broker/local.py cluster start")
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
 def rabbitmqctl(args):
-    node = our_node()
-    if not node.is_running():
+    running = running_nodes()
+    node = running[0] if running else None
+    if node is None:
         where = ("the broker on localhost:5672 is not this project's: use its own rabbitmqctl "
                  "(for Docker: docker exec CONTAINER rabbitmqctl ...)"
                  if answers_amqp(PORT) else "start it with: python3 broker/local.py start")
@@ -103,16 +143,18 @@ def rabbitmqctl(args):
 
 def main(argv):
     commands = {"start": start, "stop": stop, "crash": crash, "status": status}
-    if argv[:1] == ["rabbitmqctl"]:
-        return rabbitmqctl(argv[1:])
-    if len(argv) != 1 or argv[0] not in commands:
-        print(__doc__, file=sys.stderr)
-        return 2
     try:
-        return commands[argv[0]]() or 0
+        if argv[:1] == ["rabbitmqctl"]:
+            return rabbitmqctl(argv[1:])
+        if argv[:1] == ["cluster"]:
+            return cluster(argv[1:])
+        if len(argv) == 1 and argv[0] in commands:
+            return commands[argv[0]]() or 0
     except (BrokerError, subprocess.CalledProcessError) as error:
         print(f"local.py: {error}", file=sys.stderr)
         return 1
+    print(__doc__, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ class Node:
     """
 
     def __init__(self, data_dir, port=None, name=None, dist_port=None,
-                 root=None, config_lines=(), advanced_config="[]."):
+                 root=None, config_lines=(), advanced_config="[].", cookie=None):
         self.data_dir = Path(data_dir).resolve()
         self.root = Path(root).resolve() if root else None
         self.port = port or free_port()
@@ -84,6 +84,8 @@ class Node:
         self.name = f"{name or f'throwaway-{self.port}'}@localhost"
         self.config_lines = list(config_lines)
         self.advanced_config = advanced_config
+        self.cookie = cookie  # nodes of one cluster share their Erlang cookie
+        self.ctl_port = min(free_port(), 65500)  # rabbitmqctl's own Erlang node
         self.process = None
 
     # -- paths and environment ------------------------------------------------
@@ -104,7 +106,6 @@ class Node:
 
     def env(self):
         inside = self.seen_by_node
-        ctl_port = self.dist_port + 1 if self.dist_port < 65000 else free_port()
         env = dict(os.environ)
         env.update(
             HOME=inside(self.data_dir),
@@ -112,8 +113,8 @@ class Node:
             RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
             RABBITMQ_NODE_PORT=str(self.port),
             RABBITMQ_DIST_PORT=str(self.dist_port),
-            RABBITMQ_CTL_DIST_PORT_MIN=str(ctl_port),
-            RABBITMQ_CTL_DIST_PORT_MAX=str(ctl_port + 10),
+            RABBITMQ_CTL_DIST_PORT_MIN=str(self.ctl_port),
+            RABBITMQ_CTL_DIST_PORT_MAX=str(self.ctl_port + 10),
             RABBITMQ_MNESIA_BASE=inside(self.data_dir / "mnesia"),
             RABBITMQ_LOG_BASE=inside(self.data_dir / "log"),
             RABBITMQ_ENABLED_PLUGINS_FILE=inside(self.data_dir / "enabled_plugins"),
@@ -136,6 +137,10 @@ class Node:
         (self.data_dir / "rabbitmq.conf").write_text(
             "".join(line + "\n" for line in self.config_lines))
         (self.data_dir / "advanced.config").write_text(self.advanced_config + "\n")
+        cookie_file = self.data_dir / ".erlang.cookie"
+        if self.cookie and not cookie_file.exists():
+            cookie_file.write_text(self.cookie)
+            cookie_file.chmod(0o400)
 
     # -- life cycle -----------------------------------------------------------
 
@@ -144,17 +149,21 @@ class Node:
 
         detached: the node outlives this process (the user's local broker).
         """
+        self.launch(detached)
+        return self.wait_ready(timeout)
+
+    def launch(self, detached=False):
         if answers_amqp(self.port):
             raise BrokerError(f"port {self.port} is already taken by another broker")
         self._write_files()
-        log = open(self.log_file, "ab")
-        self.process = subprocess.Popen(
-            self._command("rabbitmq-server"), env=self.env(), stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=detached)
-        log.close()
+        with open(self.log_file, "ab") as log:
+            self.process = subprocess.Popen(
+                self._command("rabbitmq-server"), env=self.env(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=detached)
 
+    def wait_ready(self, timeout=90):
         def ready():
-            if self.process.poll() is not None:
+            if self.process is not None and self.process.poll() is not None:
                 raise BrokerError(f"RabbitMQ exited while starting: {self.log_tail()}")
             return port_is_open(self.port) and answers_amqp(self.port)
 
@@ -232,3 +241,42 @@ class Node:
     def url(self, user="guest", password="guest", vhost="%2F", query=""):
         url = f"amqp://{user}:{password}@127.0.0.1:{self.port}/{vhost}"
         return f"{url}?{query}" if query else url
+
+
+class Cluster:
+    """Nodes on loopback joined into one RabbitMQ cluster, each with its own data dir."""
+
+    def __init__(self, base_dir, ports, name="node", **settings):
+        base_dir = Path(base_dir)
+        cookie = (base_dir / "cookie").read_text() if (base_dir / "cookie").exists() else \
+            os.urandom(16).hex().upper()
+        base_dir.mkdir(parents=True, exist_ok=True)
+        (base_dir / "cookie").write_text(cookie)
+        self.formed_mark = base_dir / "formed"
+        self.nodes = [Node(base_dir / f"{name}{number}", port=port, name=f"{name}{number}",
+                           cookie=cookie, **settings)
+                      for number, port in enumerate(ports, 1)]
+
+    def start(self, timeout=120, detached=False):
+        """Start every node (at once: restarted members wait for each other), then join."""
+        for node in self.nodes:
+            if not node.is_running():
+                node.launch(detached)
+        for node in self.nodes:
+            node.wait_ready(timeout)
+        if not self.formed_mark.exists():
+            first = self.nodes[0]
+            for node in self.nodes[1:]:
+                node.ctl("stop_app")
+                node.ctl("join_cluster", first.name)
+                node.ctl("start_app")
+                node.wait_ready(timeout)
+            self.formed_mark.touch()
+        return self
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+
+    def urls(self):
+        return [node.url() for node in self.nodes]

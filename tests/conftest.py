@@ -24,7 +24,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "broker"))
 
 import rabbitmq4  # noqa: E402
-from node import Node, epmd_running, free_port, stop_epmd  # noqa: E402
+from node import Cluster, Node, epmd_running, free_port, stop_epmd  # noqa: E402
 
 TIMEOUT = 30  # seconds: the deadline for any one event we wait for
 
@@ -185,14 +185,17 @@ class Broker:
         self.close_connections()
 
 
+def lane_settings(lane, config_lines=()):
+    """Node settings of the lane: 4.x runs in the chroot, configured like 4.3."""
+    if lane == "rabbitmq4":
+        return dict(root=rabbitmq4.ROOT,
+                    config_lines=[*config_lines, rabbitmq4.REFUSE_TRANSIENT_QUEUES])
+    return dict(config_lines=list(config_lines))
+
+
 def make_node(lane, data_dir, config_lines=(), **settings):
     """A node of the lane (not started yet)."""
-    config_lines = list(config_lines)
-    root = None
-    if lane == "rabbitmq4":
-        config_lines.append(rabbitmq4.REFUSE_TRANSIENT_QUEUES)
-        root = rabbitmq4.ROOT
-    return Node(data_dir, root=root, config_lines=config_lines, **settings)
+    return Node(data_dir, **lane_settings(lane, config_lines), **settings)
 
 
 def tls_listener(node, port):
@@ -268,6 +271,15 @@ def strict_session_broker(lane, data_dirs, epmd_cleanup):
                      advanced_config="[{rabbit, [{channel_tick_interval, 1000}]}].").start()
     yield Broker(node, lane)
     node.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(lane, data_dirs, epmd_cleanup):
+    """Three nodes of the lane joined into one cluster, on free loopback ports."""
+    nodes = Cluster(data_dirs(), [free_port() for _ in range(3)], name="cluster",
+                    **lane_settings(lane)).start()
+    yield nodes
+    nodes.stop()
 
 
 @pytest.fixture

@@ -133,6 +133,6 @@ def test_durable_asked_of_an_existing_non_durable_queue_fails_with_the_fix(broke
         assert result.returncode == 1
         assert len(result.stderr_lines) == 1
         line = result.stderr_lines[0]
-        assert "'hello' exists and is not durable" in line
+        assert "'hello' exists and is not durable, which --durable needs" in line
         assert "--queue" in line and "delete_queue hello" in line
     assert broker.message_count("hello") == 1

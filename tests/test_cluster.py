@@ -1,0 +1,68 @@
+"""When one broker is not enough: a 3-node cluster, a quorum queue, its leader killed."""
+import signal
+
+from conftest import Broker
+
+
+def leader_of(cluster, queue):
+    """The cluster node that leads the quorum queue."""
+    for node in cluster.nodes:
+        if node.is_running():
+            out = node.ctl("list_queues", "-q", "--no-table-headers", "name", "leader").stdout
+            leaders = dict(line.split() for line in out.splitlines() if line.strip())
+            return next(n for n in cluster.nodes if n.name == leaders[queue])
+
+
+def test_quorum_queue_loses_nothing_when_the_leader_node_dies(cluster, lane):
+    broker = Broker(cluster.nodes[0], lane)
+    broker.begin_test()
+    env = broker.env(AMQP_URL=",".join(cluster.urls()))
+    try:
+        receiver = broker.start("receive.py", "--quorum", "--ack", "--queue", "orders", env=env)
+        receiver.wait_for_line("Waiting for messages")
+        leader = leader_of(cluster, "orders")
+        assert leader is cluster.nodes[0]  # declared through the first URL, led there
+
+        sent = []
+        for number in range(1, 31):
+            if number == 11:
+                broker.close_connections()
+                leader.kill()  # SIGKILL: the node dies mid-stream
+            result = broker.send("--quorum", "--queue", "orders", f"order-{number}", env=env)
+            if result.returncode == 0:
+                sent.append(f" [x] Received 'order-{number}'")
+            else:
+                print(f"order-{number} not confirmed: {result.stderr.strip()}")
+
+        def received():
+            return [line.replace(" (redelivered)", "") for line in receiver.stdout_lines
+                    if line.startswith(" [x]")]
+
+        broker.wait_until(lambda: set(sent) <= set(received()), "every confirmed message",
+                          timeout=90)
+        duplicates = len(received()) - len(set(received()))
+        print(f"{len(sent)} of 30 sends confirmed, all received, {duplicates} duplicates")
+        assert len(sent) >= 20  # the two nodes left keep the queue available
+        receiver.wait_for_line("reconnected to", stderr=True)
+        receiver.signal(signal.SIGINT)
+        assert receiver.wait() == 0
+    finally:
+        broker.end_test()
+
+
+def test_send_with_a_url_list_whose_first_node_is_dead_still_delivers(cluster, lane):
+    broker = Broker(cluster.nodes[1], lane)
+    broker.begin_test()
+    try:
+        dead = cluster.nodes[0]
+        if dead.is_running():
+            dead.kill()
+        urls = ["--url", dead.url(), "--url", cluster.nodes[1].url()]
+
+        sent = broker.send("--quorum", "--queue", "invoices", "invoice-1", *urls)
+
+        assert sent.returncode == 0, sent.stderr
+        received = broker.receive("--quorum", "--queue", "invoices", "--count", "1", *urls)
+        assert received.stdout_lines[1] == " [x] Received 'invoice-1'"
+    finally:
+        broker.end_test()
