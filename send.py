@@ -159,7 +159,8 @@ def why_failed(error):
     if isinstance(error, exceptions.UnroutableError):
         return "the broker could not route the message to the queue (was it deleted?)"
     if isinstance(error, exceptions.NackError):
-        return "the broker refused to take the message (nack)"
+        return ("the broker refused to take the message (nack; a quorum queue does so "
+                "for a few seconds while it elects a new leader: send again)")
     if isinstance(error, (exceptions.ChannelClosedByBroker,
                           exceptions.ConnectionClosedByBroker)):
         return f"the broker refused: {error.reply_code} {error.reply_text}"
