@@ -2,7 +2,7 @@
 """Receive messages from a RabbitMQ queue: the blog's receive.py on today's pika.
 
 Usage: python receive.py [--url URL] [--queue NAME] [--count N] [--durable]
-                         [--ack] [--prefetch N] [--work SECONDS]
+                         [--quorum] [--ack] [--prefetch N] [--work SECONDS]
 
 Prints each message as it arrives, until Ctrl+C (or N messages with --count).
 --url defaults to $AMQP_URL, else amqp://guest:guest@localhost:5672/%2F.
@@ -29,23 +29,23 @@ def main():
     manual_ack = args.ack or args.count is not None
     received = 0
 
-    def callback(ch, method, properties, body):
-        nonlocal received
-        print(f" [x] Received {shown(body)}"
-              + (" (redelivered)" if method.redelivered else ""), flush=True)
-        if args.work:
-            ch.connection.sleep(args.work)  # unlike time.sleep, keeps heartbeats going
-        if manual_ack and ch.is_open:  # if not, start_consuming raises why
-            ch.basic_ack(delivery_tag=method.delivery_tag)
-        received += 1
-        if received == args.count:
-            ch.stop_consuming()
-
     connection = connect(args.urls)
     while True:
         channel = connection.channel()
 
         connection, channel = declare_queue(connection, channel, args)
+
+        def callback(ch, method, properties, body):
+            nonlocal received
+            print(f" [x] Received {shown(body)}"
+                  + (" (redelivered)" if method.redelivered else ""), flush=True)
+            if args.work:
+                ch.connection.sleep(args.work)  # unlike time.sleep, keeps heartbeats going
+            if manual_ack and ch.is_open:  # if not, start_consuming raises why
+                ch.basic_ack(delivery_tag=method.delivery_tag)
+            received += 1
+            if received == args.count:
+                ch.stop_consuming()
 
         if manual_ack:
             # A worker holds at most this many unacknowledged messages; the rest
@@ -65,11 +65,11 @@ def main():
                 raise
             note(f"lost the connection to the broker ({reason(error)}); reconnecting")
             connection = connect(args.urls, again=True)
-            continue
-        if received != args.count:
-            fail(f"the broker ended the subscription to queue {args.queue!r} "
-                 "(was it deleted?)")
-        break
+        else:
+            if received != args.count:
+                fail(f"the broker ended the subscription to queue {args.queue!r} "
+                     "(was it deleted?)")
+            break
     connection.close()
 
 

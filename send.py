@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Send one message to a RabbitMQ queue: the blog's send.py on today's pika.
 
-Usage: python send.py [--url URL] [--queue NAME] [--durable] [MESSAGE ...]
+Usage: python send.py [--url URL] [--queue NAME] [--durable] [--quorum] [MESSAGE ...]
 
 The words of MESSAGE joined by spaces are the body (default: Hello World!).
 --url defaults to $AMQP_URL, else amqp://guest:guest@localhost:5672/%2F.

@@ -10,8 +10,9 @@ Facts behind the choices (measured, see the project notes):
 - Every file the node uses lives in its data dir (HOME holds the cookie), so
   nodes never touch /etc/rabbitmq, /var/lib/rabbitmq or each other.
 - Listeners, AMQP and Erlang distribution alike, bind to 127.0.0.1 only.
-- Ready means the AMQP port answers a protocol header; a boot that fails
-  still exits 0, so we stop waiting as soon as the process is gone.
+- Ready means the log says "Server startup complete" and the AMQP port answers
+  a protocol header; a boot that fails still exits 0, so we stop waiting as
+  soon as the process is gone.
 """
 import os
 import signal
@@ -87,6 +88,7 @@ class Node:
         self.cookie = cookie  # nodes of one cluster share their Erlang cookie
         self.ctl_port = min(free_port(), 65500)  # rabbitmqctl's own Erlang node
         self.process = None
+        self._log_mark = 0
 
     # -- paths and environment ------------------------------------------------
 
@@ -156,16 +158,35 @@ class Node:
         if answers_amqp(self.port):
             raise BrokerError(f"port {self.port} is already taken by another broker")
         self._write_files()
+        self.mark_log()
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
                 self._command("rabbitmq-server"), env=self.env(), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=detached)
 
+    @property
+    def node_log(self):
+        return self.data_dir / "log" / f"{self.name}.log"
+
+    def mark_log(self):
+        """Remember where the node's log ends: wait_ready looks only at what follows."""
+        self._log_mark = self.node_log.stat().st_size if self.node_log.exists() else 0
+
+    def startup_complete(self):
+        try:
+            with open(self.node_log, "rb") as log:
+                log.seek(self._log_mark)
+                return b"Server startup complete" in log.read()
+        except OSError:
+            return False
+
     def wait_ready(self, timeout=90):
+        # The AMQP port opens before the boot ends (the TLS listener, for one, comes
+        # later); clients that come that early saw queue deletions go unannounced.
         def ready():
             if self.process is not None and self.process.poll() is not None:
                 raise BrokerError(f"RabbitMQ exited while starting: {self.log_tail()}")
-            return port_is_open(self.port) and answers_amqp(self.port)
+            return self.startup_complete() and answers_amqp(self.port)
 
         wait_until(ready, timeout, f"RabbitMQ on 127.0.0.1:{self.port}")
         return self
@@ -205,19 +226,18 @@ class Node:
         return self.start(timeout)
 
     def _signal_and_wait(self, signum, timeout):
-        pid = self.beam_pid()
-        if pid is not None and self.is_running():
-            os.kill(pid, signum)
+        if self.is_running():
+            os.kill(self.beam_pid(), signum)
             wait_until(lambda: not self.is_running(), timeout, "RabbitMQ to exit")
-        if self.process is not None:
+            wait_until(lambda: not port_is_open(self.port), timeout,
+                       f"port {self.port} to close")
+        if self.process is not None:  # the rabbitmq-server script that started it
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
             self.process = None
-        wait_until(lambda: not port_is_open(self.port), timeout,
-                   f"port {self.port} to close")
         self.pid_file.unlink(missing_ok=True)
 
     # -- tools ----------------------------------------------------------------
@@ -269,6 +289,7 @@ class Cluster:
             for node in self.nodes[1:]:
                 node.ctl("stop_app")
                 node.ctl("join_cluster", first.name)
+                node.mark_log()
                 node.ctl("start_app")
                 node.wait_ready(timeout)
             self.formed_mark.touch()

@@ -8,7 +8,6 @@ chroot), the latter configured like 4.3 (non-durable shared queues refused).
 import os
 import queue
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "broker"))
 
 import rabbitmq4  # noqa: E402
-from node import Cluster, Node, epmd_running, free_port, stop_epmd  # noqa: E402
+from node import Cluster, Node, epmd_running, free_port, stop_epmd, wait_until  # noqa: E402
 
 TIMEOUT = 30  # seconds: the deadline for any one event we wait for
 
@@ -152,11 +151,7 @@ class Broker:
             raise
 
     def wait_until(self, condition, what, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(0.05)
+        wait_until(condition, timeout, what)
 
     def crash_and_restart(self):
         """kill -9 the broker (no clean shutdown), then start it on the same data."""
