@@ -53,6 +53,7 @@ def prepare():
     if READY_MARK.exists():
         return ROOT
     if not shutil.which("debootstrap"):
+        run("apt-get", "update", "-q")
         run("apt-get", "install", "-y", "-q", "debootstrap")
     partial = CACHE / "trixie-root.partial"
     shutil.rmtree(partial, ignore_errors=True)
@@ -93,4 +94,7 @@ if __name__ == "__main__":
     reason = why_unavailable()
     if reason:
         sys.exit(f"rabbitmq4.py: {reason}")
-    print(f"RabbitMQ 4.x root ready in {prepare()}")
+    try:
+        print(f"RabbitMQ 4.x root ready in {prepare()}")
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"rabbitmq4.py: {' '.join(error.cmd)} failed (exit status {error.returncode})")
