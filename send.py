@@ -28,12 +28,11 @@ def main():
     # Publisher confirms: ' [x] Sent' and exit 0 mean the broker has taken the
     # message (onto disk with --durable), not merely that it left our socket.
     channel.confirm_delivery()
+    persistent = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
     channel.basic_publish(exchange='',
                           routing_key=args.queue,
                           body=args.message,
-                          properties=pika.BasicProperties(
-                              delivery_mode=pika.DeliveryMode.Persistent
-                              if args.durable else None),
+                          properties=persistent if args.durable else None,
                           mandatory=True)
     print(f" [x] Sent {args.message!r}", flush=True)
     connection.close()
