@@ -20,7 +20,7 @@ from pika import exceptions
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 DEFAULT_PREFETCH = 10
-MAX_RECONNECT_DELAY = 30  # seconds
+MAX_RECONNECT_DELAY = 10  # seconds
 
 
 def main():
@@ -190,6 +190,8 @@ def why_not_connected(error):
         error = inner
     if isinstance(error, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS handshake failed: {error.reason or error}; is it an amqps port?"
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
     if isinstance(error, socket.gaierror):
