@@ -137,18 +137,22 @@ class Broker:
     # -- looking at the broker from the side ----------------------------------
 
     def channel(self):
-        connection = pika.BlockingConnection(pika.URLParameters(self.url))
-        self._connections.append(connection)
-        return connection.channel()
+        """A channel on the tests' own connection (opened again after a broker restart)."""
+        if not (self._connections and self._connections[-1].is_open):
+            self._connections.append(pika.BlockingConnection(pika.URLParameters(self.url)))
+        return self._connections[-1].channel()
 
     def message_count(self, queue_name="hello"):
         """Messages ready in the queue (exact, unlike list_queues), or None if there is no queue."""
+        channel = self.channel()
         try:
-            return self.channel().queue_declare(queue_name, passive=True).method.message_count
+            count = channel.queue_declare(queue_name, passive=True).method.message_count
         except pika.exceptions.ChannelClosedByBroker as error:
             if error.reply_code == 404:
                 return None
             raise
+        channel.close()
+        return count
 
     def wait_until(self, condition, what, timeout=TIMEOUT):
         wait_until(condition, timeout, what)
