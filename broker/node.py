@@ -123,6 +123,7 @@ class Node:
             RABBITMQ_CONFIG_FILE=inside(self.data_dir / "rabbitmq"),
             RABBITMQ_ADVANCED_CONFIG_FILE=inside(self.data_dir / "advanced.config"),
             ERL_EPMD_ADDRESS="127.0.0.1",
+            ERL_CRASH_DUMP=inside(self.data_dir / "erl_crash.dump"),  # not in the cwd
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
         )
         return env
