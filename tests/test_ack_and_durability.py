@@ -136,3 +136,17 @@ def test_durable_asked_of_an_existing_non_durable_queue_fails_with_the_fix(broke
         assert "'hello' exists and is not durable, which --durable needs" in line
         assert "--queue" in line and "delete_queue hello" in line
     assert broker.message_count("hello") == 1
+
+
+def test_quorum_asked_of_an_existing_classic_queue_fails_with_the_fix(broker):
+    broker.channel().queue_declare("hello", durable=True)  # a durable classic queue
+
+    for script in ["send.py", "receive.py"]:
+        result = broker.run(script, "--quorum")
+
+        assert result.returncode == 1
+        assert len(result.stderr_lines) == 1, result.stderr
+        line = result.stderr_lines[0]
+        assert "'hello' exists and is not a quorum queue, which --quorum needs" in line
+        assert "delete_queue hello" in line
+    assert broker.message_count("hello") == 0
