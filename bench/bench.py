@@ -48,7 +48,9 @@ def main():
         try:
             bench = Bench(node)
             print(f"RabbitMQ node on 127.0.0.1:{node.port}; pika {pika.__version__}, "
-                  f"Python {sys.version.split()[0]}, {os.cpu_count()} cores\n", flush=True)
+                  f"Python {sys.version.split()[0]}, {os.cpu_count()} cores", flush=True)
+            print("--tiny: a smoke run; at these sizes start-up dominates and the target "
+                  "verdicts mean nothing\n" if args.tiny else "", flush=True)
             bench.one_shot_send(args.sends)
             bench.drain(args.drain, args.rounds)
             bench.memory(args.memory_small, args.memory_large)
