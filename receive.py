@@ -1,84 +1,148 @@
 #!/usr/bin/env python
 """Receive messages from a RabbitMQ queue: the blog's receive.py on today's pika.
 
-Usage: python receive.py [--url URL] [--queue NAME] [--count N] [--durable]
-                         [--quorum] [--ack] [--prefetch N] [--work SECONDS]
+Usage: python receive.py [--url URL] [--queue NAME] [--count N] [--durable | --quorum]
+                         [--ack] [--prefetch N] [--work SECONDS] [--raw]
 
-Prints each message as it arrives, until Ctrl+C (or N messages with --count).
---url defaults to $AMQP_URL, else amqp://guest:guest@localhost:5672/%2F.
+Prints each message as it arrives, until Ctrl+C (or N messages with --count);
+rides out a broker restart. -h explains the options.
 """
 import argparse
 import os
+import re
 import signal
 import socket
 import ssl
 import sys
 import time
+import traceback
 
 import pika
 from pika import exceptions
+from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
-DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
-DEFAULT_PREFETCH = 10
-MAX_RECONNECT_DELAY = 10  # seconds
+WAITING = ' [*] Waiting for messages. To exit press CTRL+C'
 
 
 def main():
     args = parse_args()
-    # --count acks too, so that messages after the Nth stay in the queue.
-    manual_ack = args.ack or args.count is not None
-    received = 0
+    worker = Worker(args)
+    while True:  # the blog's steps, again after a lost connection
+        try:
+            connection = connect(args.parameters)
+            channel = connection.channel()
 
-    connection = connect(args.urls)
-    while True:
-        channel = connection.channel()
+            connection, channel = declare_queue(connection, channel, args)
 
-        connection, channel = declare_queue(connection, channel, args)
+            worker.prepare(channel)
+            channel.basic_consume(queue=args.queue,
+                                  on_message_callback=worker.callback,
+                                  auto_ack=not worker.acks)
 
-        def callback(ch, method, properties, body):
-            nonlocal received
-            print(f" [x] Received {shown(body)}"
-                  + (" (redelivered)" if method.redelivered else ""), flush=True)
-            if args.work:
-                ch.connection.sleep(args.work)  # unlike time.sleep, keeps heartbeats going
-            if manual_ack and ch.is_open:  # if not, start_consuming raises why
-                ch.basic_ack(delivery_tag=method.delivery_tag)
-            received += 1
-            if received == args.count:
-                ch.stop_consuming()
+            print(WAITING, flush=True, file=sys.stderr if args.raw else sys.stdout)
+            channel.start_consuming()
+            return worker.finish(connection)
+        except (CannotConnect, exceptions.AMQPError) as error:
+            worker.wait_to_reconnect(error)
 
-        if manual_ack:
+
+class Worker:
+    """The blog's callback, and what it remembers from one message to the next."""
+
+    def __init__(self, args):
+        self.args = args
+        self.acks = args.ack or args.count is not None  # --count: the rest stay in the queue
+        self.done = 0            # messages handled (and acknowledged, when it acks)
+        self.cancelled = False   # the broker ended our subscription
+        self.subscribed = False  # once: then a lost connection is worth connecting again
+        self.delay = 0           # seconds before the next reconnect; 0 while connected
+
+    def prepare(self, channel):
+        if self.delay:
+            note("reconnected")
+        self.subscribed, self.delay = True, 0
+        channel.add_on_cancel_callback(self.on_cancel)
+        if self.acks:
             # A worker holds at most this many unacknowledged messages; the rest
             # wait in the queue for other workers (1 = strictly fair dispatch).
-            channel.basic_qos(prefetch_count=min(args.prefetch, args.count or args.prefetch))
-        channel.basic_consume(queue=args.queue,
-                              on_message_callback=callback,
-                              auto_ack=not manual_ack)
+            channel.basic_qos(prefetch_count=min(self.args.prefetch,
+                                                 self.args.count or self.args.prefetch))
 
-        print(' [*] Waiting for messages. To exit press CTRL+C', flush=True)
-        try:
-            channel.start_consuming()
-        except KeyboardInterrupt:
-            break  # Ctrl+C or SIGTERM: close the connection cleanly below
-        except exceptions.AMQPConnectionError as error:
-            if not connection_lost(error):
-                raise
-            note(f"lost the connection to the broker ({reason(error)}); reconnecting")
-            connection = connect(args.urls, again=True)
+    def callback(self, ch, method, properties, body):
+        if self.cancelled or self.done == self.args.count:
+            return  # not ours any more: it stays in the queue
+        if self.args.raw:
+            sys.stdout.buffer.write(body + b"\n")
+            sys.stdout.flush()
         else:
-            if received != args.count:
-                fail(f"the broker ended the subscription to queue {args.queue!r} "
-                     "(was it deleted?)")
-            break
-    connection.close()
+            print(f" [x] Received {shown(body)}"
+                  + (" (redelivered)" if method.redelivered else ""), flush=True)
+        if self.args.work:
+            ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
+        if self.acks:
+            ch.basic_ack(delivery_tag=method.delivery_tag)
+        self.done += 1
+        if self.done == self.args.count:
+            # Not at once: a cancel that came during the work must be seen first.
+            ch.connection.call_later(0, ch.stop_consuming)
+
+    def on_cancel(self, method_frame):
+        self.cancelled = True
+
+    def finish(self, connection):
+        """start_consuming returned: --count was reached, or the broker cancelled us."""
+        if not self.cancelled:
+            return connection.close()
+        try:
+            connection.channel().queue_declare(queue=self.args.queue, passive=True)
+        except exceptions.ChannelClosedByBroker:
+            raise Failure(f"queue {self.args.queue!r} was deleted: the broker ended the "
+                          "subscription") from None
+        if self.acks and self.done:  # RabbitMQ 4.3 cancels instead of closing the channel
+            raise Failure(self.timed_out())
+        raise Failure(f"the broker ended the subscription to queue {self.args.queue!r}")
+
+    def timed_out(self):
+        return (f"the broker took back what was not acknowledged within the consumer_timeout "
+                f"of queue {self.args.queue!r} (--work too long?); it is back in the queue")
+
+    def wait_to_reconnect(self, error):
+        """After a lost connection: wait a little longer each time, then go on."""
+        if isinstance(error, exceptions.ChannelClosedByBroker) and \
+                "acknowledgement" in error.reply_text:  # RabbitMQ before 4.3
+            raise Failure(self.timed_out()) from None
+        if not (self.subscribed and lost_connection(error)):
+            raise error
+        if not self.delay:
+            note(f"{in_words(error)}; reconnecting")
+        self.delay = min(2 * self.delay or 0.5, 10)
+        time.sleep(self.delay)
+
+
+def lost_connection(error):
+    """A restart, a frozen broker or a network failure, which connecting again can mend."""
+    if isinstance(error, exceptions.ConnectionClosedByBroker):
+        return error.reply_code == 320  # CONNECTION_FORCED: the broker is shutting down
+    return isinstance(error, (CannotConnect, exceptions.AMQPConnectionError))
+
+
+def explain(error):
+    """receive.py's words for an error: (exit status, line)."""
+    if isinstance(error, BrokenPipeError):  # the reader went away (| head): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0, None
+    if isinstance(error, KeyboardInterrupt):
+        return 0, None
+    if isinstance(error, OSError) and not isinstance(error, ConnectionError):
+        return 1, f"error: cannot write the output: {error.strerror or error}"
+    return 1, f"error: {in_words(error)}"
 
 
 def parse_args():
     parser = argparse.ArgumentParser(
         description="Receive messages from a RabbitMQ queue (the blog's receive.py).",
-        epilog="URL defaults to $AMQP_URL (a comma-separated list is fine), else "
-               f"amqp://guest:guest@localhost:5672/%2F. Prefetch {DEFAULT_PREFETCH} drains "
-               "about 3x faster than 1; 1 shares long tasks among workers strictly fairly.")
+        epilog=f"URL defaults to $AMQP_URL (a comma-separated list is fine), else {DEFAULT_URL}."
+               " HELLO_TRACEBACK=1 shows the traceback of an error.")
     parser.add_argument("--url", action="append", metavar="URL",
                         help="amqp[s]://user:pass@host:port/vhost; repeat to try several")
     parser.add_argument("--queue", default="hello", type=queue_name, metavar="NAME",
@@ -91,15 +155,154 @@ def parse_args():
                         help="a quorum queue: replicated on a cluster (implies --durable)")
     parser.add_argument("--ack", action="store_true",
                         help="ack after the work: a dead worker's message comes back")
-    parser.add_argument("--prefetch", type=number(1, 65535), default=DEFAULT_PREFETCH,
-                        metavar="N", help=f"unacked messages a worker holds (default "
-                                          f"{DEFAULT_PREFETCH})")
+    parser.add_argument("--prefetch", type=number(1, 65535), default=10, metavar="N",
+                        help="unacked messages a worker holds (default 10; 1 shares long "
+                             "tasks strictly fairly, 10 drains about 3x faster)")
     parser.add_argument("--work", type=number(0, 86400, float), default=0, metavar="SECONDS",
                         help="simulated work per message (default 0)")
+    parser.add_argument("--raw", action="store_true",
+                        help="print only each body and a newline, bytes as they are")
     args = parser.parse_args()
     args.durable = args.durable or args.quorum
-    args.urls = url_list(parser, args.url)
+    args.parameters = connection_parameters(parser, args.url)
     return args
+
+
+# -- Shared by send.py and receive.py: the same text in both (tests/test_shared_helpers.py) --
+
+DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
+
+
+class Failure(Exception):
+    """An error already put in words for the user."""
+
+
+class CannotConnect(Failure):
+    pass
+
+
+def run(main, explain):
+    """The error boundary: whatever goes wrong ends as one line on stderr and an exit status."""
+    sys.stdout.reconfigure(errors="backslashreplace")  # text the terminal cannot show
+    # Ctrl+C and SIGTERM end the script here, even if started from a shell that
+    # ignores SIGINT in background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        main()
+        return 0
+    except (Exception, KeyboardInterrupt) as error:
+        if os.environ.get("HELLO_TRACEBACK"):
+            traceback.print_exc()
+        status, line = explain(error)
+        if line:
+            print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
+        return status
+
+
+def connection_parameters(parser, urls):
+    """pika's parameters for each URL of --url, else of $AMQP_URL, else the default."""
+    where, parameters = "--url" if urls else "AMQP_URL", []
+    for url in urls or (os.environ.get("AMQP_URL") or DEFAULT_URL).split(","):
+        scheme, _, rest = url.strip().partition("://")
+        try:  # pika would misread an unencoded / in a password, and print part of it
+            if scheme.lower() not in ("amqp", "amqps"):
+                raise ValueError("a URL starts with amqp:// or amqps://")
+            if re.search("[/?#]", rest.rpartition("@")[0]):
+                raise ValueError("percent-encode / ? # in user name and password (%2F %3F %23)")
+            parameters.append(pika.URLParameters(url.strip()))
+        except Exception as error:  # pika raises ValueError, TypeError, SyntaxError...
+            parser.error(f"bad {where} '{scheme}://{rest.rpartition('@')[2]}': {error}")
+    return parameters
+
+
+def connect(parameters):
+    """Connect to the first broker in the list that answers."""
+    problems = []
+    for params in parameters:
+        where, user = f"{params.host}:{params.port}", params.credentials.username
+        try:
+            return pika.BlockingConnection(params)
+        except exceptions.ProbableAuthenticationError:
+            hint = " (guest may only log in from localhost)" if user == "guest" else ""
+            raise Failure(f"login refused for user {user!r} on {where}: wrong user name or "
+                          f"password{hint}") from None
+        except exceptions.ProbableAccessDeniedError:
+            raise Failure(f"access refused to virtual host {params.virtual_host!r} on {where}: "
+                          f"it does not exist or {user!r} has no permissions there") from None
+        except Exception as error:  # whatever the cause, this broker cannot be used now
+            problems.append(f"{where} ({why_not_connected(error)})")
+    refused = all(problem.endswith("(connection refused)") for problem in problems)
+    hint = "; is RabbitMQ running? See README.md, 'Start a broker'" if refused else ""
+    raise CannotConnect(f"cannot connect to {', '.join(problems)}{hint}")
+
+
+def why_not_connected(error):
+    while True:  # pika wraps the socket's own error, sometimes twice
+        inner = getattr(error, "exception", None) or (error.args and error.args[0])
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {error.verify_message}"
+    for kind, words in [
+            (ssl.SSLError, "TLS handshake failed; is it an amqps port?"),
+            (ConnectionRefusedError, "connection refused"),
+            (socket.gaierror, "host name not found"),
+            ((TimeoutError, socket.timeout), "no answer: timed out"),
+            (AMQPConnectorStackTimeout, "no AMQP handshake in time: not an AMQP port, or frozen"),
+            ((exceptions.IncompatibleProtocolError, exceptions.StreamLostError),
+             "closed during the AMQP handshake: is it an AMQP port?")]:
+        if isinstance(error, kind):
+            return words
+    return f"{type(error).__name__}: {error}"
+
+
+def declare_queue(connection, channel, args):
+    """The blog's queue_declare, made to work with the queues brokers have today.
+
+    Returns the connection and channel to go on with: the broker closes the
+    channel (406) or even the connection (541) when it refuses a declaration.
+    """
+    try:
+        channel.queue_declare(queue=args.queue, durable=args.durable,
+                              arguments={"x-queue-type": "quorum"} if args.quorum else None)
+    except exceptions.ChannelClosedByBroker as error:
+        if error.reply_code != 406:
+            raise
+        differs = error.reply_text.split(" - ", 1)[-1]
+        for asked, setting, kind, option in [
+                (args.quorum, "'x-queue-type'", "a quorum queue", "--quorum"),
+                (args.durable, "'durable'", "durable", "--durable")]:
+            if asked and setting in differs:
+                raise Failure(f"queue {args.queue!r} exists and is not {kind}, which {option} "
+                              "needs; use another --queue, or delete it (local broker: "
+                              f"broker/rabbitmqctl delete_queue {args.queue})") from None
+        note(f"queue {args.queue!r} exists with other settings ({differs}); using it as it is")
+        channel = connection.channel()
+        channel.queue_declare(queue=args.queue, passive=True)
+    except exceptions.ConnectionClosedByBroker as error:
+        if "transient_nonexcl_queues" not in error.reply_text:
+            raise
+        note(f"this RabbitMQ refuses non-durable queues; declaring {args.queue!r} durable")
+        connection = connect(args.parameters)
+        channel = connection.channel()
+        channel.queue_declare(queue=args.queue, durable=True)
+    return connection, channel
+
+
+def in_words(error):
+    """An error met after connecting, in plain words."""
+    if isinstance(error, (exceptions.ChannelClosedByBroker, exceptions.ConnectionClosedByBroker)):
+        did = "closed the connection" if error.reply_code == 320 else "refused"
+        return f"the broker {did}: {error.reply_code} {error.reply_text}"
+    if isinstance(error, exceptions.AMQPHeartbeatTimeout):
+        return "the broker stopped answering (missed heartbeats): frozen, or the network is down"
+    if isinstance(error, (exceptions.AMQPConnectionError, ConnectionError)):
+        return f"lost the connection to the broker ({error or type(error).__name__})"
+    if isinstance(error, Failure):
+        return str(error)
+    return f"unexpected {type(error).__name__}: {error} (HELLO_TRACEBACK=1 shows where)"
 
 
 def number(low, high, kind=int):
@@ -115,123 +318,9 @@ def number(low, high, kind=int):
 
 
 def queue_name(text):
-    if len(text.encode()) > 255:
-        raise argparse.ArgumentTypeError("a queue name is at most 255 bytes")
+    if not 0 < len(text.encode()) <= 255:
+        raise argparse.ArgumentTypeError("a queue name is 1 to 255 bytes")
     return text
-
-
-def url_list(parser, urls):
-    """pika parameters for --url, or else $AMQP_URL, or else the default."""
-    where = "--url"
-    if not urls:
-        where = "AMQP_URL" if os.environ.get("AMQP_URL") else "default URL"
-        urls = os.environ.get("AMQP_URL", DEFAULT_URL).split(",")
-    urls = [url.strip() for url in urls]
-    if not all(url.lower().startswith(("amqp://", "amqps://")) for url in urls):
-        parser.error(f"bad {where}: a URL starts with amqp:// or amqps://")
-    try:
-        return [pika.URLParameters(url) for url in urls]
-    except ValueError as error:  # pika's messages never repeat the password
-        parser.error(f"bad {where}: {error}")
-
-
-def connect(urls, again=False):
-    """Connect to the first broker in the list that answers.
-
-    again: after a lost connection, keep trying, waiting longer each round.
-    """
-    delay = 0.5
-    while True:
-        problems = []
-        for params in urls:
-            where = f"{params.host}:{params.port}"
-            try:
-                connection = pika.BlockingConnection(params)
-                if again:
-                    note(f"reconnected to {where}")
-                return connection
-            except exceptions.ProbableAuthenticationError:
-                fail(f"login refused for user {params.credentials.username!r} on {where}: "
-                     "wrong user name or password"
-                     + (" (guest may only log in from localhost)"
-                        if params.credentials.username == "guest" else ""))
-            except exceptions.ProbableAccessDeniedError:
-                fail(f"access refused to virtual host {params.virtual_host!r} on {where}: it "
-                     f"does not exist or user {params.credentials.username!r} has no "
-                     "permissions there")
-            except (exceptions.AMQPConnectionError, OSError) as error:
-                problems.append(f"{where} ({why_not_connected(error)})")
-        if not again:
-            fail(f"cannot connect to {', '.join(problems)}"
-                 + ("; is RabbitMQ running? See README.md, 'Start a broker'"
-                    if all("connection refused" in problem for problem in problems) else ""))
-        time.sleep(delay)
-        delay = min(2 * delay, MAX_RECONNECT_DELAY)
-
-
-def reason(error):
-    if isinstance(error, exceptions.ConnectionClosedByBroker):
-        return f"{error.reply_code} {error.reply_text}"
-    return str(error) or type(error).__name__
-
-
-def connection_lost(error):
-    """A broker restart or a network failure, which reconnecting can mend."""
-    return (isinstance(error, (exceptions.StreamLostError, exceptions.AMQPHeartbeatTimeout))
-            or (isinstance(error, exceptions.ConnectionClosedByBroker)
-                and error.reply_code == 320))  # CONNECTION_FORCED: broker shutting down
-
-
-def why_not_connected(error):
-    while True:  # pika wraps the socket's own error, sometimes twice
-        inner = getattr(error, "exception", None) or (error.args and error.args[0])
-        if not isinstance(inner, BaseException):
-            break
-        error = inner
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {error.verify_message}"
-    if isinstance(error, ssl.SSLError):
-        return f"TLS handshake failed: {error.reason or error}; is it an amqps port?"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, socket.gaierror):
-        return "host name not found"
-    if isinstance(error, (TimeoutError, socket.timeout)):
-        return "timed out"
-    return str(error) or type(error).__name__
-
-
-def declare_queue(connection, channel, args):
-    """The blog's queue_declare, made to work with the queues brokers have today.
-
-    Returns the connection and channel to go on with: the broker closes the
-    channel (406) or even the connection (541) when it refuses a declaration.
-    """
-    try:
-        channel.queue_declare(queue=args.queue, durable=args.durable,
-                              arguments={"x-queue-type": "quorum"} if args.quorum else None)
-        return connection, channel
-    except exceptions.ChannelClosedByBroker as error:
-        if error.reply_code != 406:
-            raise
-        differs = error.reply_text.split(" - ", 1)[-1]
-        if args.quorum and "'x-queue-type'" in differs:
-            refuse_existing(args.queue, "a quorum queue", "--quorum")
-        if args.durable and "'durable'" in differs:
-            refuse_existing(args.queue, "durable", "--durable")
-        note(f"queue {args.queue!r} already exists with other settings ({differs}); "
-             "using it as it is")
-        channel = connection.channel()
-        channel.queue_declare(queue=args.queue, passive=True)
-        return connection, channel
-    except exceptions.ConnectionClosedByBroker as error:
-        if "transient_nonexcl_queues" not in error.reply_text:
-            raise
-        note(f"this RabbitMQ refuses non-durable queues; declaring {args.queue!r} durable")
-        connection = connect(args.urls)
-        channel = connection.channel()
-        channel.queue_declare(queue=args.queue, durable=True)
-        return connection, channel
 
 
 def shown(body):
@@ -242,41 +331,9 @@ def shown(body):
         return repr(body)
 
 
-def why_failed(error):
-    """One line for an error after connecting."""
-    if isinstance(error, exceptions.ChannelClosedByBroker) and \
-            "acknowledgement" in error.reply_text and "timed out" in error.reply_text:
-        return ("the broker took the message back: it was not acknowledged within its "
-                "consumer_timeout (--work too long?); it is back in the queue. Raise "
-                "consumer_timeout in rabbitmq.conf to allow longer work")
-    if isinstance(error, (exceptions.ChannelClosedByBroker,
-                          exceptions.ConnectionClosedByBroker)):
-        return f"the broker refused: {error.reply_code} {error.reply_text}"
-    return f"lost the connection to the broker ({reason(error)})"
-
-
-def refuse_existing(queue, kind, option):
-    fail(f"queue {queue!r} exists and is not {kind}, which {option} needs; use another "
-         f"--queue, or delete it (local broker: broker/rabbitmqctl delete_queue {queue})")
-
-
 def note(message):
-    print(f"receive.py: note: {message}", file=sys.stderr)
-
-
-def fail(message):
-    print(f"receive.py: error: {message}", file=sys.stderr)
-    sys.exit(1)
+    print(f"{os.path.basename(sys.argv[0])}: note: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    # Ctrl+C and SIGTERM both stop consuming and close the connection cleanly,
-    # even when started from a shell that ignores SIGINT in background jobs.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        main()
-    except (exceptions.AMQPError, OSError) as error:
-        fail(why_failed(error))
-    except KeyboardInterrupt:
-        pass
+    sys.exit(run(main, explain))

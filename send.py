@@ -1,50 +1,70 @@
 #!/usr/bin/env python
-"""Send one message to a RabbitMQ queue: the blog's send.py on today's pika.
+"""Send a message to a RabbitMQ queue: the blog's send.py on today's pika.
 
-Usage: python send.py [--url URL] [--queue NAME] [--durable] [--quorum] [MESSAGE ...]
+Usage: python send.py [--url URL] [--queue NAME] [--durable | --quorum]
+                      [--timeout SECONDS] [MESSAGE ... | -]
 
-The words of MESSAGE joined by spaces are the body (default: Hello World!).
---url defaults to $AMQP_URL, else amqp://guest:guest@localhost:5672/%2F.
+Exit status 0 means the broker confirmed every message; -h explains the options.
 """
 import argparse
+import logging
 import os
+import re
+import signal
 import socket
 import ssl
 import sys
+import traceback
 
 import pika
 from pika import exceptions
-
-DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
+from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 
 def main():
     args = parse_args()
-    connection = connect(args.urls)
+    connection = connect(args.parameters)
     channel = connection.channel()
 
     connection, channel = declare_queue(connection, channel, args)
 
-    # Publisher confirms: ' [x] Sent' and exit 0 mean the broker has taken the
-    # message (onto disk with --durable), not merely that it left our socket.
+    # Publisher confirms: exit 0 means the broker has every message (on disk
+    # with --durable), not merely that it left our socket.
     channel.confirm_delivery()
-    persistent = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
-    channel.basic_publish(exchange='',
-                          routing_key=args.queue,
-                          body=args.message,
-                          properties=persistent if args.durable else None,
-                          mandatory=True)
-    print(f" [x] Sent {args.message!r}", flush=True)
+    for body in messages(args):
+        channel.basic_publish(exchange='',
+                              routing_key=args.queue,
+                              body=body,
+                              properties=PERSISTENT if args.durable else None,
+                              mandatory=True)
+        progress.confirmed += 1
+        show(f" [x] Sent {shown(body)}")
     connection.close()
+
+
+PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+
+
+class Progress:
+    """How far send.py got, so that an error line can say what was sent."""
+    from_stdin = False  # send.py -: one message per line
+    taken = 0           # messages handed to basic_publish (the last may lack its confirm)
+    confirmed = 0       # messages the broker confirmed
+    all_taken = False   # no more messages to send
+
+
+progress = Progress()
 
 
 def parse_args():
     parser = argparse.ArgumentParser(
         description="Send a message to a RabbitMQ queue (the blog's send.py).",
-        epilog="URL defaults to $AMQP_URL (a comma-separated list is fine), "
-               "else amqp://guest:guest@localhost:5672/%2F.")
+        epilog=f"URL defaults to $AMQP_URL (a comma-separated list is fine), else {DEFAULT_URL}."
+               " Exit status 0: the broker confirmed every message. HELLO_TRACEBACK=1 "
+               "shows the traceback of an error.")
     parser.add_argument("message", nargs="*", metavar="MESSAGE",
-                        help="words of the message (default: Hello World!)")
+                        help="words of the message (default: Hello World!); a lone - sends "
+                             "each line of stdin as one message (an empty line: an empty one)")
     parser.add_argument("--url", action="append", metavar="URL",
                         help="amqp[s]://user:pass@host:port/vhost; repeat to try several")
     parser.add_argument("--queue", default="hello", type=queue_name, metavar="NAME",
@@ -53,54 +73,145 @@ def parse_args():
                         help="durable queue, persistent message: survives a restart")
     parser.add_argument("--quorum", action="store_true",
                         help="a quorum queue: replicated on a cluster (implies --durable)")
+    parser.add_argument("--timeout", type=number(0.5, 3600, float), default=10,
+                        metavar="SECONDS", help="wait at most this long to connect, for a "
+                        "confirm, or while the broker blocks publishers (default 10; a broker "
+                        "that freezes is noticed within SECONDS + 10)")
     args = parser.parse_args()
     args.durable = args.durable or args.quorum
-    args.message = " ".join(args.message) or "Hello World!"
-    args.urls = url_list(parser, args.url)
+    progress.from_stdin = args.message == ["-"]
+    args.parameters = connection_parameters(parser, args.url)
+    for params in args.parameters:
+        params.socket_timeout = params.stack_timeout = args.timeout
+        params.blocked_connection_timeout = args.timeout
+        if params.heartbeat is None:  # pika notices silence after 1 to 2 x (heartbeat + 5) s
+            params.heartbeat = max(1, round(args.timeout / 2))
     return args
 
 
-def queue_name(text):
-    if len(text.encode()) > 255:
-        raise argparse.ArgumentTypeError("a queue name is at most 255 bytes")
-    return text
+def messages(args):
+    """The bodies to send, as bytes: each line of stdin for -, else the words given."""
+    if progress.from_stdin:
+        bodies = (line[:-1] if line.endswith(b"\n") else line for line in sys.stdin.buffer)
+    else:  # os.fsencode gives back the very bytes of the command line
+        bodies = [os.fsencode(" ".join(args.message)) if args.message else b"Hello World!"]
+    for body in bodies:
+        progress.taken += 1
+        yield body
+    progress.all_taken = True
+    if progress.taken == 0:
+        note("stdin was empty: nothing sent")
 
 
-def url_list(parser, urls):
-    """pika parameters for --url, or else $AMQP_URL, or else the default."""
-    where = "--url"
-    if not urls:
-        where = "AMQP_URL" if os.environ.get("AMQP_URL") else "default URL"
-        urls = os.environ.get("AMQP_URL", DEFAULT_URL).split(",")
-    urls = [url.strip() for url in urls]
-    if not all(url.lower().startswith(("amqp://", "amqps://")) for url in urls):
-        parser.error(f"bad {where}: a URL starts with amqp:// or amqps://")
+def show(line):
     try:
-        return [pika.URLParameters(url) for url in urls]
-    except ValueError as error:  # pika's messages never repeat the password
-        parser.error(f"bad {where}: {error}")
+        print(line, flush=True)
+    except OSError as error:  # a closed pipe, a full disk: the message was sent all the same
+        what = f"line {progress.confirmed}" if progress.from_stdin else "the message"
+        note(f"{what} was sent and confirmed, but stdout failed ({error.strerror}): no more "
+             "' [x] Sent' lines" + ("; sending the rest" if progress.from_stdin else ""))
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def connect(urls):
+blocked = []  # pika tells the broker's reason for blocking publishers only in its log
+logging.getLogger("pika.connection").addFilter(lambda record: not blocked.append(record.msg % record.args))
+
+
+def explain(error):
+    """send.py's words for an error: (exit status, line); 0 if every message was confirmed."""
+    if isinstance(error, KeyboardInterrupt):
+        return 130, f"interrupted; {sent_so_far()}"
+    if progress.all_taken and progress.taken == progress.confirmed:
+        return 0, f"note: every message was sent and confirmed; then {in_words(error)}"
+    if isinstance(error, exceptions.NackError):
+        why = ("the broker refused the message (nack): the queue is full and rejects new ones, "
+               "or it is a quorum queue electing a leader")
+    elif isinstance(error, exceptions.UnroutableError):
+        why = "the broker could not route the message to the queue: was it deleted just now?"
+    elif isinstance(error, exceptions.ConnectionBlockedTimeout):
+        reason = re.findall(r"reason=([^'\]]+)", " ".join(blocked)) or ["a resource alarm"]
+        why = f"the broker blocked publishers ({reason[-1]}) for longer than --timeout"
+    else:
+        why = in_words(error)
+    return 1, f"error: {why}" + (f"; {sent_so_far()}" if progress.taken else "")
+
+
+def sent_so_far():
+    unsure = progress.taken > progress.confirmed and not progress.all_taken
+    if not progress.from_stdin:
+        return "the message may or may not be in the queue" if unsure else "nothing was sent"
+    return (f"{progress.confirmed} lines sent and confirmed"
+            + (f", line {progress.taken} may or may not be in the queue" if unsure else "")
+            + f"; resume from line {progress.confirmed + 1}")
+
+
+# -- Shared by send.py and receive.py: the same text in both (tests/test_shared_helpers.py) --
+
+DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
+
+
+class Failure(Exception):
+    """An error already put in words for the user."""
+
+
+class CannotConnect(Failure):
+    pass
+
+
+def run(main, explain):
+    """The error boundary: whatever goes wrong ends as one line on stderr and an exit status."""
+    sys.stdout.reconfigure(errors="backslashreplace")  # text the terminal cannot show
+    # Ctrl+C and SIGTERM end the script here, even if started from a shell that
+    # ignores SIGINT in background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        main()
+        return 0
+    except (Exception, KeyboardInterrupt) as error:
+        if os.environ.get("HELLO_TRACEBACK"):
+            traceback.print_exc()
+        status, line = explain(error)
+        if line:
+            print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
+        return status
+
+
+def connection_parameters(parser, urls):
+    """pika's parameters for each URL of --url, else of $AMQP_URL, else the default."""
+    where, parameters = "--url" if urls else "AMQP_URL", []
+    for url in urls or (os.environ.get("AMQP_URL") or DEFAULT_URL).split(","):
+        scheme, _, rest = url.strip().partition("://")
+        try:  # pika would misread an unencoded / in a password, and print part of it
+            if scheme.lower() not in ("amqp", "amqps"):
+                raise ValueError("a URL starts with amqp:// or amqps://")
+            if re.search("[/?#]", rest.rpartition("@")[0]):
+                raise ValueError("percent-encode / ? # in user name and password (%2F %3F %23)")
+            parameters.append(pika.URLParameters(url.strip()))
+        except Exception as error:  # pika raises ValueError, TypeError, SyntaxError...
+            parser.error(f"bad {where} '{scheme}://{rest.rpartition('@')[2]}': {error}")
+    return parameters
+
+
+def connect(parameters):
     """Connect to the first broker in the list that answers."""
     problems = []
-    for params in urls:
-        where = f"{params.host}:{params.port}"
+    for params in parameters:
+        where, user = f"{params.host}:{params.port}", params.credentials.username
         try:
             return pika.BlockingConnection(params)
         except exceptions.ProbableAuthenticationError:
-            fail(f"login refused for user {params.credentials.username!r} on {where}: "
-                 "wrong user name or password"
-                 + (" (guest may only log in from localhost)"
-                    if params.credentials.username == "guest" else ""))
+            hint = " (guest may only log in from localhost)" if user == "guest" else ""
+            raise Failure(f"login refused for user {user!r} on {where}: wrong user name or "
+                          f"password{hint}") from None
         except exceptions.ProbableAccessDeniedError:
-            fail(f"access refused to virtual host {params.virtual_host!r} on {where}: it does "
-                 f"not exist or user {params.credentials.username!r} has no permissions there")
-        except (exceptions.AMQPConnectionError, OSError) as error:
+            raise Failure(f"access refused to virtual host {params.virtual_host!r} on {where}: "
+                          f"it does not exist or {user!r} has no permissions there") from None
+        except Exception as error:  # whatever the cause, this broker cannot be used now
             problems.append(f"{where} ({why_not_connected(error)})")
-    fail(f"cannot connect to {', '.join(problems)}"
-         + ("; is RabbitMQ running? See README.md, 'Start a broker'"
-            if all("connection refused" in problem for problem in problems) else ""))
+    refused = all(problem.endswith("(connection refused)") for problem in problems)
+    hint = "; is RabbitMQ running? See README.md, 'Start a broker'" if refused else ""
+    raise CannotConnect(f"cannot connect to {', '.join(problems)}{hint}")
 
 
 def why_not_connected(error):
@@ -111,15 +222,17 @@ def why_not_connected(error):
         error = inner
     if isinstance(error, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {error.verify_message}"
-    if isinstance(error, ssl.SSLError):
-        return f"TLS handshake failed: {error.reason or error}; is it an amqps port?"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, socket.gaierror):
-        return "host name not found"
-    if isinstance(error, (TimeoutError, socket.timeout)):
-        return "timed out"
-    return str(error) or type(error).__name__
+    for kind, words in [
+            (ssl.SSLError, "TLS handshake failed; is it an amqps port?"),
+            (ConnectionRefusedError, "connection refused"),
+            (socket.gaierror, "host name not found"),
+            ((TimeoutError, socket.timeout), "no answer: timed out"),
+            (AMQPConnectorStackTimeout, "no AMQP handshake in time: not an AMQP port, or frozen"),
+            ((exceptions.IncompatibleProtocolError, exceptions.StreamLostError),
+             "closed during the AMQP handshake: is it an AMQP port?")]:
+        if isinstance(error, kind):
+            return words
+    return f"{type(error).__name__}: {error}"
 
 
 def declare_queue(connection, channel, args):
@@ -131,61 +244,73 @@ def declare_queue(connection, channel, args):
     try:
         channel.queue_declare(queue=args.queue, durable=args.durable,
                               arguments={"x-queue-type": "quorum"} if args.quorum else None)
-        return connection, channel
     except exceptions.ChannelClosedByBroker as error:
         if error.reply_code != 406:
             raise
         differs = error.reply_text.split(" - ", 1)[-1]
-        if args.quorum and "'x-queue-type'" in differs:
-            refuse_existing(args.queue, "a quorum queue", "--quorum")
-        if args.durable and "'durable'" in differs:
-            refuse_existing(args.queue, "durable", "--durable")
-        note(f"queue {args.queue!r} already exists with other settings ({differs}); "
-             "using it as it is")
+        for asked, setting, kind, option in [
+                (args.quorum, "'x-queue-type'", "a quorum queue", "--quorum"),
+                (args.durable, "'durable'", "durable", "--durable")]:
+            if asked and setting in differs:
+                raise Failure(f"queue {args.queue!r} exists and is not {kind}, which {option} "
+                              "needs; use another --queue, or delete it (local broker: "
+                              f"broker/rabbitmqctl delete_queue {args.queue})") from None
+        note(f"queue {args.queue!r} exists with other settings ({differs}); using it as it is")
         channel = connection.channel()
         channel.queue_declare(queue=args.queue, passive=True)
-        return connection, channel
     except exceptions.ConnectionClosedByBroker as error:
         if "transient_nonexcl_queues" not in error.reply_text:
             raise
         note(f"this RabbitMQ refuses non-durable queues; declaring {args.queue!r} durable")
-        connection = connect(args.urls)
+        connection = connect(args.parameters)
         channel = connection.channel()
         channel.queue_declare(queue=args.queue, durable=True)
-        return connection, channel
+    return connection, channel
 
 
-def why_failed(error):
-    """One line for an error after connecting."""
-    if isinstance(error, exceptions.UnroutableError):
-        return "the broker could not route the message to the queue (was it deleted?)"
-    if isinstance(error, exceptions.NackError):
-        return ("the broker refused to take the message (nack; a quorum queue does so "
-                "for a few seconds while it elects a new leader: send again)")
-    if isinstance(error, (exceptions.ChannelClosedByBroker,
-                          exceptions.ConnectionClosedByBroker)):
-        return f"the broker refused: {error.reply_code} {error.reply_text}"
-    return f"lost the connection to the broker ({error})"
+def in_words(error):
+    """An error met after connecting, in plain words."""
+    if isinstance(error, (exceptions.ChannelClosedByBroker, exceptions.ConnectionClosedByBroker)):
+        did = "closed the connection" if error.reply_code == 320 else "refused"
+        return f"the broker {did}: {error.reply_code} {error.reply_text}"
+    if isinstance(error, exceptions.AMQPHeartbeatTimeout):
+        return "the broker stopped answering (missed heartbeats): frozen, or the network is down"
+    if isinstance(error, (exceptions.AMQPConnectionError, ConnectionError)):
+        return f"lost the connection to the broker ({error or type(error).__name__})"
+    if isinstance(error, Failure):
+        return str(error)
+    return f"unexpected {type(error).__name__}: {error} (HELLO_TRACEBACK=1 shows where)"
 
 
-def refuse_existing(queue, kind, option):
-    fail(f"queue {queue!r} exists and is not {kind}, which {option} needs; use another "
-         f"--queue, or delete it (local broker: broker/rabbitmqctl delete_queue {queue})")
+def number(low, high, kind=int):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+    return parse
+
+
+def queue_name(text):
+    if not 0 < len(text.encode()) <= 255:
+        raise argparse.ArgumentTypeError("a queue name is 1 to 255 bytes")
+    return text
+
+
+def shown(body):
+    """The body as the blog shows it: text if it is UTF-8, else the raw bytes."""
+    try:
+        return repr(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return repr(body)
 
 
 def note(message):
-    print(f"send.py: note: {message}", file=sys.stderr)
-
-
-def fail(message):
-    print(f"send.py: error: {message}", file=sys.stderr)
-    sys.exit(1)
+    print(f"{os.path.basename(sys.argv[0])}: note: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (exceptions.AMQPError, OSError) as error:
-        fail(why_failed(error))
-    except KeyboardInterrupt:
-        sys.exit(130)
+    sys.exit(run(main, explain))

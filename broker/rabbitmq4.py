@@ -1,11 +1,13 @@
-"""RabbitMQ 4.x on a Debian 12 machine: a Debian 13 root used with chroot.
+"""RabbitMQ 4.x on a Debian 12 machine: newer Debian roots used with chroot.
 
-Debian 13 ships rabbitmq-server 4.0.5, which cannot be installed on Debian 12
-directly. As root we debootstrap a minimal Debian 13 root once (about 35 s and
-450 MB), cache it outside the project, and run nodes inside it with chroot
-(see node.Node(root=...)); they listen on the host's loopback like any other.
+Debian 13 (trixie) ships rabbitmq-server 4.0.5 and Debian's development suite
+(sid) 4.3.6; neither installs on Debian 12 directly. As root we debootstrap a
+minimal root of that suite once (about 35 s and 450 MB each), cache it outside
+the project, and run nodes inside it with chroot (see node.Node(root=...));
+they listen on the host's loopback like any other.
 
-    python3 broker/rabbitmq4.py prepare    # build or reuse the cached root
+    python3 broker/rabbitmq4.py prepare 4.0    # build or reuse the cached root
+    python3 broker/rabbitmq4.py prepare 4.3
 
 Standard library only.
 """
@@ -18,18 +20,23 @@ import sys
 from pathlib import Path
 
 CACHE = Path(os.environ.get("RABBITMQ4_ROOT_CACHE", "/var/cache/hello-rabbitmq"))
-ROOT = CACHE / "trixie-root"
-READY_MARK = ROOT / "usr/lib/rabbitmq/bin/rabbitmq-server"
-# 4.3's default, which 4.0.5 only applies when asked to.
-REFUSE_TRANSIENT_QUEUES = "deprecated_features.permit.transient_nonexcl_queues = false"
+SUITES = {"4.0": "trixie", "4.3": "sid"}  # RabbitMQ version: the Debian suite that ships it
 
 
-def why_unavailable():
-    """None if this machine can run the 4.x root, else a one-line reason."""
+def root_of(version):
+    return CACHE / f"{SUITES[version]}-root"
+
+
+def is_ready(version):
+    return (root_of(version) / "usr/lib/rabbitmq/bin/rabbitmq-server").exists()
+
+
+def why_unavailable(version):
+    """None if this machine can run the root of that version, else a one-line reason."""
     if sys.platform != "linux" or os.geteuid() != 0:
-        return "the RabbitMQ 4.x lane needs root (debootstrap and chroot)"
-    if not READY_MARK.exists() and not (shutil.which("debootstrap") or shutil.which("apt-get")):
-        return "the RabbitMQ 4.x lane needs debootstrap (Debian's package)"
+        return f"the RabbitMQ {version} lane needs root (debootstrap and chroot)"
+    if not is_ready(version) and not (shutil.which("debootstrap") or shutil.which("apt-get")):
+        return f"the RabbitMQ {version} lane needs debootstrap (Debian's package)"
     return None
 
 
@@ -44,35 +51,36 @@ def debian_mirror():
     return "http://deb.debian.org/debian"
 
 
-def run(*command):
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+def run(*command, **kwargs):
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, **kwargs)
 
 
-def prepare():
-    """Build the Debian 13 root with rabbitmq-server, unless it is cached."""
-    if READY_MARK.exists():
-        return ROOT
+def prepare(version):
+    """Build the root with that version's rabbitmq-server, unless it is cached."""
+    root = root_of(version)
+    if is_ready(version):
+        return root
     if not shutil.which("debootstrap"):
         run("apt-get", "update", "-q")
         run("apt-get", "install", "-y", "-q", "debootstrap")
-    partial = CACHE / "trixie-root.partial"
+    partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    run("debootstrap", "--variant=minbase", "trixie", str(partial), debian_mirror())
+    run("debootstrap", "--variant=minbase", SUITES[version], str(partial), debian_mirror())
     policy = partial / "usr/sbin/policy-rc.d"  # never start services in the root
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
+    # A minbase root has no /etc/hosts: Erlang then cannot resolve localhost (nxdomain).
+    shutil.copy("/etc/hosts", partial / "etc/hosts")
     with mounted(partial):
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["chroot", str(partial), "apt-get", "install", "-y", "-q",
-                        "--no-install-recommends", "rabbitmq-server"],
-                       check=True, stdout=subprocess.DEVNULL, env=env)
-    partial.rename(ROOT)
-    return ROOT
+        run("chroot", str(partial), "apt-get", "install", "-y", "-q", "--no-install-recommends",
+            "rabbitmq-server", env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    partial.rename(root)
+    return root
 
 
 @contextlib.contextmanager
-def mounted(root=ROOT):
+def mounted(root):
     """/proc and /dev inside the root while nodes run there."""
     root = Path(root)
     done = []
@@ -89,12 +97,12 @@ def mounted(root=ROOT):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["prepare"]:
+    if len(sys.argv) != 3 or sys.argv[1] != "prepare" or sys.argv[2] not in SUITES:
         sys.exit(__doc__)
-    reason = why_unavailable()
+    reason = why_unavailable(sys.argv[2])
     if reason:
         sys.exit(f"rabbitmq4.py: {reason}")
     try:
-        print(f"RabbitMQ 4.x root ready in {prepare()}")
+        print(f"RabbitMQ {sys.argv[2]} root ready in {prepare(sys.argv[2])}")
     except subprocess.CalledProcessError as error:
         sys.exit(f"rabbitmq4.py: {' '.join(error.cmd)} failed (exit status {error.returncode})")
