@@ -79,7 +79,7 @@ class Worker:
                   + (" (redelivered)" if method.redelivered else ""), flush=True)
         if self.args.work:
             ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
-        if self.acks:
+        if self.acks and ch.is_open:  # if not, start_consuming raises why
             ch.basic_ack(delivery_tag=method.delivery_tag)
         self.done += 1
         if self.done == self.args.count:
@@ -96,8 +96,8 @@ class Worker:
         try:
             connection.channel().queue_declare(queue=self.args.queue, passive=True)
         except exceptions.ChannelClosedByBroker:
-            raise Failure(f"queue {self.args.queue!r} was deleted: the broker ended the "
-                          "subscription") from None
+            raise Failure(f"the broker ended the subscription to queue {self.args.queue!r}: "
+                          "the queue was deleted") from None
         if self.acks and self.done:  # RabbitMQ 4.3 cancels instead of closing the channel
             raise Failure(self.timed_out())
         raise Failure(f"the broker ended the subscription to queue {self.args.queue!r}")
@@ -278,7 +278,8 @@ def declare_queue(connection, channel, args):
                 raise Failure(f"queue {args.queue!r} exists and is not {kind}, which {option} "
                               "needs; use another --queue, or delete it (local broker: "
                               f"broker/rabbitmqctl delete_queue {args.queue})") from None
-        note(f"queue {args.queue!r} exists with other settings ({differs}); using it as it is")
+        note(f"queue {args.queue!r} already exists with other settings ({differs}); "
+             "using it as it is")
         channel = connection.channel()
         channel.queue_declare(queue=args.queue, passive=True)
     except exceptions.ConnectionClosedByBroker as error:
@@ -294,8 +295,9 @@ def declare_queue(connection, channel, args):
 def in_words(error):
     """An error met after connecting, in plain words."""
     if isinstance(error, (exceptions.ChannelClosedByBroker, exceptions.ConnectionClosedByBroker)):
-        did = "closed the connection" if error.reply_code == 320 else "refused"
-        return f"the broker {did}: {error.reply_code} {error.reply_text}"
+        if error.reply_code == 320:  # CONNECTION_FORCED: the broker is shutting down
+            return f"lost the connection to the broker ({error.reply_code} {error.reply_text})"
+        return f"the broker refused: {error.reply_code} {error.reply_text}"
     if isinstance(error, exceptions.AMQPHeartbeatTimeout):
         return "the broker stopped answering (missed heartbeats): frozen, or the network is down"
     if isinstance(error, (exceptions.AMQPConnectionError, ConnectionError)):

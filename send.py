@@ -255,7 +255,8 @@ def declare_queue(connection, channel, args):
                 raise Failure(f"queue {args.queue!r} exists and is not {kind}, which {option} "
                               "needs; use another --queue, or delete it (local broker: "
                               f"broker/rabbitmqctl delete_queue {args.queue})") from None
-        note(f"queue {args.queue!r} exists with other settings ({differs}); using it as it is")
+        note(f"queue {args.queue!r} already exists with other settings ({differs}); "
+             "using it as it is")
         channel = connection.channel()
         channel.queue_declare(queue=args.queue, passive=True)
     except exceptions.ConnectionClosedByBroker as error:
@@ -271,8 +272,9 @@ def declare_queue(connection, channel, args):
 def in_words(error):
     """An error met after connecting, in plain words."""
     if isinstance(error, (exceptions.ChannelClosedByBroker, exceptions.ConnectionClosedByBroker)):
-        did = "closed the connection" if error.reply_code == 320 else "refused"
-        return f"the broker {did}: {error.reply_code} {error.reply_text}"
+        if error.reply_code == 320:  # CONNECTION_FORCED: the broker is shutting down
+            return f"lost the connection to the broker ({error.reply_code} {error.reply_text})"
+        return f"the broker refused: {error.reply_code} {error.reply_text}"
     if isinstance(error, exceptions.AMQPHeartbeatTimeout):
         return "the broker stopped answering (missed heartbeats): frozen, or the network is down"
     if isinstance(error, (exceptions.AMQPConnectionError, ConnectionError)):

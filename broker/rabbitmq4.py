@@ -21,6 +21,8 @@ from pathlib import Path
 
 CACHE = Path(os.environ.get("RABBITMQ4_ROOT_CACHE", "/var/cache/hello-rabbitmq"))
 SUITES = {"4.0": "trixie", "4.3": "sid"}  # RabbitMQ version: the Debian suite that ships it
+# 4.3's upstream default (Debian's 4.3.6 still permits them), which 4.0.5 applies when asked.
+REFUSE_TRANSIENT_QUEUES = "deprecated_features.permit.transient_nonexcl_queues = false"
 
 
 def root_of(version):

@@ -1,7 +1,7 @@
 """When one broker is not enough: a 3-node cluster, a quorum queue, its leader killed."""
 import signal
 
-from conftest import Broker
+from helpers import Broker
 
 
 def leader_of(cluster, queue):
@@ -43,7 +43,7 @@ def test_quorum_queue_loses_nothing_when_the_leader_node_dies(cluster, lane):
         duplicates = len(received()) - len(set(received()))
         print(f"{len(sent)} of 30 sends confirmed, all received, {duplicates} duplicates")
         assert len(sent) >= 20  # the two nodes left keep the queue available
-        receiver.wait_for_line("reconnected to", stderr=True)
+        receiver.wait_for_line("reconnected", stderr=True)
         receiver.signal(signal.SIGINT)
         assert receiver.wait() == 0
     finally:

@@ -1,0 +1,252 @@
+"""What the tests share: the RabbitMQ lanes, the scripts run as a user runs them,
+and the broker as the tests see it. Fixtures live in conftest.py."""
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+import rabbitmq4
+from node import Node, wait_until
+
+PROJECT = Path(__file__).resolve().parent.parent
+TIMEOUT = 30  # seconds: the deadline for any one event we wait for
+WAITING = " [*] Waiting for messages. To exit press CTRL+C"
+
+
+@dataclass
+class Lane:
+    """One RabbitMQ version the whole suite runs against, and what it needs to be set up."""
+    version: str
+    config: list = field(default_factory=list)  # rabbitmq.conf lines of every node
+    # How often the broker checks consumer timeouts. 3.x and 4.0 check every
+    # channel_tick_interval (60 s by default; only advanced.config can set it),
+    # 4.3 rejects the setting: its quorum queues check on their own.
+    consumer_timeout_tick: str = "[{rabbit, [{channel_tick_interval, 1000}]}]."
+    refuses_transient_queues: bool = False
+
+    @property
+    def root(self):
+        """The debootstrapped root the node runs in (None: this machine's own RabbitMQ)."""
+        return rabbitmq4.root_of(self.version) if self.version in rabbitmq4.SUITES else None
+
+    @property
+    def consumer_timeout_closes_channel(self):
+        """Before 4.3: any queue, the channel is closed. 4.3: quorum queues only, a cancel."""
+        return self.version != "4.3"
+
+
+LANES = {
+    "rabbitmq3.10": Lane("3.10"),  # Debian 12's rabbitmq-server
+    # 4.0.5 from Debian 13, refusing non-durable shared queues like 4.3's upstream default.
+    "rabbitmq4.0": Lane("4.0", config=[rabbitmq4.REFUSE_TRANSIENT_QUEUES],
+                        refuses_transient_queues=True),
+    # 4.3.6 from Debian's development suite, with the broker's own defaults.
+    "rabbitmq4.3": Lane("4.3", consumer_timeout_tick="[]."),
+}
+
+
+def make_node(lane, data_dir, config_lines=(), **settings):
+    """A node of the lane (not started yet)."""
+    return Node(data_dir, root=lane.root, config_lines=[*lane.config, *config_lines], **settings)
+
+
+class Script:
+    """send.py or receive.py running in the background, its output read as it comes."""
+
+    def __init__(self, args, env, stdin=None, stdout=subprocess.PIPE):
+        self.process = subprocess.Popen(
+            args, env=env, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=stdout, stderr=subprocess.PIPE)
+        self.stdout_lines, self.stderr_lines = [], []
+        self.stdout_bytes = bytearray()
+        self._new_lines = queue.Queue()
+        self._ends = 0
+        self.returncode = None
+        if stdin is not None:
+            threading.Thread(target=self._write, args=(stdin,), daemon=True).start()
+        streams = [(self.process.stderr, self.stderr_lines)]
+        if stdout == subprocess.PIPE:
+            streams.append((self.process.stdout, self.stdout_lines))
+        else:
+            self._ends += 1
+        for stream, lines in streams:
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True).start()
+
+    def _write(self, data):
+        try:
+            self.process.stdin.write(data)
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def _read(self, stream, lines):
+        for line in stream:
+            if lines is self.stdout_lines:
+                self.stdout_bytes += line
+            lines.append(line.decode("utf-8", "backslashreplace").rstrip("\n"))
+            self._new_lines.put(line)
+        self._new_lines.put(None)
+
+    def wait_for_line(self, text, timeout=TIMEOUT, stderr=False):
+        """Wait until stdout (or stderr) has a line containing text; return that line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.stderr_lines if stderr else self.stdout_lines:
+                if text in line:
+                    return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line with {text!r} within {timeout} s; "
+                                     f"stdout: {self.stdout_lines}, stderr: {self.stderr_lines}")
+            try:
+                self._new_lines.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                pass
+
+    def wait(self, timeout=TIMEOUT):
+        """Wait for the exit; return the exit status (stdout and stderr read in full)."""
+        try:
+            self.returncode = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout} s; stdout: "
+                                 f"{self.stdout_lines}, stderr: {self.stderr_lines}") from None
+        while self._ends < 2:  # both reader threads are done
+            self._ends += self._new_lines.get(timeout=timeout) is None
+        return self.returncode
+
+    def signal(self, signum):
+        self.process.send_signal(signum)
+
+    @property
+    def stdout(self):
+        return "".join(line + "\n" for line in self.stdout_lines)
+
+    @property
+    def stderr(self):
+        return "".join(line + "\n" for line in self.stderr_lines)
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def one_line_error(result, status=1):
+    """The error a user sees: the exit status, and a single line on stderr (notes aside)."""
+    assert result.returncode == status, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr_lines if ": note: " not in line]
+    if status == 2:  # argparse: the usage, then the error line
+        errors = [line for line in errors if line.startswith(("send.py", "receive.py"))]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def script_env(url, **extra):
+    """The environment a user's shell gives the scripts: AMQP_URL set, nothing of ours."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AMQP_URL", "HELLO_TRACEBACK")}
+    env.update(AMQP_URL=url, PYTHONDONTWRITEBYTECODE="1")
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+class Broker:
+    """A test session's broker as the tests see it: run the scripts, look at the queues."""
+
+    def __init__(self, node, lane):
+        self.node = node
+        self.lane = lane
+        self.refuses_transient_queues = lane.refuses_transient_queues
+        self.url = node.url()
+        self.scripts = []
+        self._connections = []
+
+    # -- the two scripts, as a user runs them ---------------------------------
+
+    def env(self, **extra):
+        return script_env(self.url, **extra)
+
+    def start(self, script, *args, env=None, stdin=None, stdout=subprocess.PIPE):
+        running = Script([sys.executable, str(PROJECT / script), *args], env or self.env(),
+                         stdin=stdin, stdout=stdout)
+        self.scripts.append(running)
+        return running
+
+    def run(self, script, *args, timeout=TIMEOUT, **kwargs):
+        running = self.start(script, *args, **kwargs)
+        running.wait(timeout)
+        return running
+
+    def send(self, *args, **kwargs):
+        return self.run("send.py", *args, **kwargs)
+
+    def receive(self, *args, **kwargs):
+        return self.run("receive.py", *args, **kwargs)
+
+    def no_errors(self, result):
+        """Nothing on stderr, but where 'hello' must be durable, the note that says so."""
+        if self.refuses_transient_queues:
+            return all(": note: " in line for line in result.stderr_lines)
+        return result.stderr_lines == []
+
+    # -- looking at the broker from the side ----------------------------------
+
+    def channel(self):
+        """A channel on the tests' own connection (opened again after a broker restart)."""
+        if not (self._connections and self._connections[-1].is_open):
+            self._connections.append(pika.BlockingConnection(pika.URLParameters(self.url)))
+        return self._connections[-1].channel()
+
+    def message_count(self, queue_name="hello"):
+        """Messages ready in the queue (exact, unlike list_queues), or None if there is no queue."""
+        channel = self.channel()
+        try:
+            count = channel.queue_declare(queue_name, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as error:
+            if error.reply_code == 404:
+                return None
+            raise
+        channel.close()
+        return count
+
+    def bodies(self, queue_name="hello"):
+        """Take every message out of the queue; return their bodies in order."""
+        channel, bodies = self.channel(), []
+        while True:
+            method, _, body = channel.basic_get(queue_name, auto_ack=True)
+            if method is None:
+                return bodies
+            bodies.append(body)
+
+    def wait_until(self, condition, what, timeout=TIMEOUT):
+        wait_until(condition, timeout, what)
+
+    def crash_and_restart(self):
+        """kill -9 the broker (no clean shutdown), then start it on the same data."""
+        self.close_connections()
+        self.node.kill()
+        self.node.start()
+
+    def close_connections(self):
+        for connection in self._connections:
+            if connection.is_open:
+                try:
+                    connection.close()
+                except pika.exceptions.AMQPError:
+                    pass
+        self._connections = []
+
+    def begin_test(self):
+        self._connections = []
+        self.scripts = []
+        self.channel().queue_delete("hello")
+
+    def end_test(self):
+        for script in self.scripts:
+            script.kill()
+        self.close_connections()
