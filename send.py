@@ -133,17 +133,19 @@ def explain(error):
         why = f"the broker blocked publishers ({reason[-1]}) for longer than --timeout"
     else:
         why = in_words(error)
-    return 1, f"error: {why}" + (f"; {sent_so_far()}" if progress.taken else "")
+    # The broker said no to the message in hand: it is certainly not in the queue.
+    refused = isinstance(error, exceptions.AMQPChannelError)  # nack, unroutable, closed
+    return 1, f"error: {why}" + (f"; {sent_so_far(refused)}" if progress.taken else "")
 
 
-def sent_so_far():
-    unsure = progress.taken > progress.confirmed and not progress.all_taken
+def sent_so_far(refused=False):
+    unsure = progress.taken > progress.confirmed and not progress.all_taken and not refused
     if not progress.from_stdin:
-        return "the message may or may not be in the queue" if unsure else "nothing was sent"
+        return "the message may or may not be in the queue" if unsure else \
+            "the message was not sent"
     return (f"{progress.confirmed} lines sent and confirmed"
             + (f", line {progress.taken} may or may not be in the queue" if unsure else "")
             + f"; resume from line {progress.confirmed + 1}")
-
 
 # -- Shared by send.py and receive.py: the same text in both (tests/test_shared_helpers.py) --
 

@@ -59,6 +59,7 @@ class Script:
     """send.py or receive.py running in the background, its output read as it comes."""
 
     def __init__(self, args, env, stdin=None, stdout=subprocess.PIPE):
+        """stdin: None (nothing), bytes (written, then closed) or "open" (see feed())."""
         self.process = subprocess.Popen(
             args, env=env, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=stdout, stderr=subprocess.PIPE)
@@ -67,7 +68,7 @@ class Script:
         self._new_lines = queue.Queue()
         self._ends = 0
         self.returncode = None
-        if stdin is not None:
+        if isinstance(stdin, bytes):
             threading.Thread(target=self._write, args=(stdin,), daemon=True).start()
         streams = [(self.process.stderr, self.stderr_lines)]
         if stdout == subprocess.PIPE:
@@ -83,6 +84,11 @@ class Script:
             self.process.stdin.close()
         except BrokenPipeError:
             pass
+
+    def feed(self, data):
+        """Write to stdin kept open (stdin="open")."""
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
 
     def _read(self, stream, lines):
         for line in stream:

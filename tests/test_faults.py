@@ -1,0 +1,426 @@
+"""Bad input and broker trouble, made for real: every case ends in one honest line.
+
+Each case asserts what a user sees and can check: the exit status, at most three
+lines on stderr, no traceback, no part of the password (a distinctive one), no
+' [x] Sent' for a message the broker did not confirm, and what is in the queue
+afterwards. Broker states are real: resource alarms, a frozen node (SIGSTOP,
+resumed after), a full queue, servers that are not AMQP, closed pipes, /dev/full.
+"""
+import os
+import signal
+import subprocess
+import sys
+from urllib.parse import quote
+
+import pytest
+from helpers import PROJECT, TIMEOUT
+from node import port_is_open, wait_until
+
+PASSWORD = "Zq9-s3cret-PW"
+SECRETS = ("Zq9", "s3cret", "cret-PW")
+
+
+@pytest.fixture(scope="module")
+def matrix(session_broker):
+    """The session broker with user 'matrix' (a distinctive password) and its URL."""
+    ctl = session_broker.node.ctl
+    ctl("add_user", "matrix", PASSWORD)
+    ctl("set_permissions", "matrix", ".*", ".*", ".*")
+    ctl("add_user", "reader", PASSWORD)
+    ctl("set_permissions", "reader", ".*", "^$", "^$")  # may declare, may not write or read
+    session_broker.matrix_url = session_broker.node.url("matrix", PASSWORD)
+    yield session_broker
+    ctl("delete_user", "matrix")
+    ctl("delete_user", "reader")
+
+
+@pytest.fixture
+def broker(matrix):
+    matrix.begin_test()
+    matrix.url = matrix.matrix_url  # the scripts log in as 'matrix'
+    yield matrix
+    matrix.end_test()
+    matrix.url = matrix.node.url()
+
+
+def check(result, status, *words, sent=0):
+    """The promises of every case; returns the error line (or '')."""
+    assert result.returncode == status, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr_lines) <= 3 if status != 2 else True, result.stderr
+    output = result.stdout + result.stderr
+    assert not any(secret in output for secret in SECRETS), output
+    assert sum(line.startswith(" [x] Sent") for line in result.stdout_lines) == sent
+    errors = [line for line in result.stderr_lines
+              if line.startswith(("send.py: ", "receive.py: ")) and ": note: " not in line]
+    if status == 2:
+        assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+    return errors[0] if errors else ""
+
+
+def url(broker, user="matrix", password=PASSWORD, port=None, host="127.0.0.1", query=""):
+    port = port or broker.node.port
+    return f"amqp://{user}:{quote(password, safe='')}@{host}:{port}/%2F" + (
+        f"?{query}" if query else "")
+
+
+# -- a wrong command line: exit 2, nothing sent ------------------------------------
+
+BAD_COMMAND_LINES = {
+    "unencoded / in password": (["send.py", "--url", f"amqp://matrix:Zq9/{PASSWORD}@h/"],
+                                "percent-encode"),
+    "scheme": (["send.py", "--url", f"http://matrix:{PASSWORD}@localhost/"], "amqp://"),
+    "empty --url": (["send.py", "--url", ""], "amqp://"),
+    "port": (["send.py", "--url", f"amqp://matrix:{PASSWORD}@h:port/"], "Port could not be cast"),
+    "port range": (["receive.py", "--url", f"amqp://m:{PASSWORD}@h:99999/"], "out of range"),
+    "ssl_options syntax": (["send.py", "--url", f"amqps://m:{PASSWORD}@h/?ssl_options={{"],
+                           "never closed"),
+    "ssl_options empty": (["send.py", "--url", f"amqps://m:{PASSWORD}@h/?ssl_options={{}}"],
+                          "cafile"),
+    "tcp_options": (["receive.py", "--url", f"amqp://m:{PASSWORD}@h/?tcp_options=1"],
+                    "tcp_options must be a dict"),
+    "unknown option": (["send.py", "--url", f"amqp://m:{PASSWORD}@h/?bogus=1"], "bogus"),
+    "heartbeat": (["receive.py", "--url", f"amqp://m:{PASSWORD}@h/?heartbeat=x"], "heartbeat"),
+    "empty queue": (["send.py", "--queue", ""], "1 to 255 bytes"),
+    "empty queue receive": (["receive.py", "--queue", ""], "1 to 255 bytes"),
+    "long queue": (["send.py", "--queue", "q" * 256], "1 to 255 bytes"),
+    "timeout zero": (["send.py", "--timeout", "0"], "--timeout: must be between"),
+    "timeout text": (["send.py", "--timeout", "soon"], "--timeout: not a number"),
+    "count": (["receive.py", "--count", "-1"], "--count: must be between"),
+    "count absurd": (["receive.py", "--count", "1e99"], "--count: not a number"),
+    "prefetch": (["receive.py", "--prefetch", "0"], "--prefetch: must be between"),
+    "prefetch absurd": (["receive.py", "--prefetch", "100000"], "--prefetch: must be between"),
+    "work": (["receive.py", "--work", "-5"], "--work: must be between"),
+    "work nan": (["receive.py", "--work", "nan"], "--work: must be between"),
+    "unknown flag": (["receive.py", "--fast"], "unrecognized arguments"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_COMMAND_LINES)
+def test_bad_command_line_is_a_usage_error(broker, case):
+    args, expected = BAD_COMMAND_LINES[case]
+
+    line = check(broker.run(*args), 2, expected)
+
+    assert expected in line
+    assert broker.message_count("hello") is None  # not even a queue was declared
+
+
+# -- cannot connect: exit 1, saying what happened ----------------------------------
+
+def test_nothing_listening(broker, closed_port):
+    for script in ["send.py", "receive.py"]:
+        line = check(broker.run(script, "--url", url(broker, port=closed_port)), 1)
+        assert f"127.0.0.1:{closed_port} (connection refused)" in line
+
+
+def test_empty_amqp_url_is_unset(broker):
+    if port_is_open(5672):
+        pytest.skip("something listens on localhost:5672; this test must not touch it")
+
+    line = check(broker.send(env=broker.env(AMQP_URL="")), 1)
+
+    assert "localhost:5672 (connection refused)" in line
+
+
+@pytest.mark.parametrize("script", ["send.py", "receive.py"])
+def test_a_server_that_never_answers(broker, silent_server, script):
+    args = ["--timeout", "1"] if script == "send.py" else []
+    target = url(broker, port=silent_server, query="stack_timeout=1")
+
+    line = check(broker.run(script, "--url", target, *args), 1)
+
+    assert "no AMQP handshake in time" in line
+
+
+@pytest.mark.parametrize("script", ["send.py", "receive.py"])
+def test_a_server_that_is_not_amqp(broker, http_server, script):
+    line = check(broker.run(script, "--url", url(broker, port=http_server)), 1)
+
+    assert "closed during the AMQP handshake" in line
+
+
+def test_host_name_not_found(broker):
+    line = check(broker.send("--url", url(broker, host="no-such-host.invalid", port=5672)), 1)
+
+    assert "no-such-host.invalid:5672 (host name not found)" in line
+
+
+def test_tls_asked_of_a_plain_port(broker):
+    plain = url(broker).replace("amqp://", "amqps://")
+
+    line = check(broker.send("--url", plain, "--timeout", "3"), 1)
+
+    assert "TLS handshake failed" in line
+
+
+@pytest.mark.parametrize("script", ["send.py", "receive.py"])
+def test_wrong_password(broker, script):
+    line = check(broker.run(script, "--url", url(broker, password=PASSWORD + "x")), 1)
+
+    assert "login refused for user 'matrix'" in line
+
+
+def test_unknown_vhost(broker):
+    target = url(broker).replace("/%2F", "/nowhere")
+
+    line = check(broker.send("--url", target), 1)
+
+    assert "virtual host 'nowhere'" in line
+
+
+# -- refused by the broker: exit 1, the broker's reason ---------------------------
+
+def test_full_queue_rejects_the_message(broker):
+    broker.channel().queue_declare("hello", arguments={"x-max-length": 1,
+                                                       "x-overflow": "reject-publish"})
+    check(broker.send("first"), 0, sent=1)
+
+    line = check(broker.send("second"), 1)
+
+    assert "the queue is full" in line
+    assert broker.bodies() == [b"first"]
+
+
+def test_queue_exclusive_to_another_connection(broker):
+    broker.channel().queue_declare("mine", exclusive=True)
+
+    for script in ["send.py", "receive.py"]:
+        line = check(broker.run(script, "--queue", "mine"), 1)
+        assert "RESOURCE_LOCKED" in line and "'mine'" in line
+
+
+def test_stream_cannot_be_consumed_without_acks(broker):
+    broker.channel().queue_delete("events")
+    broker.channel().queue_declare("events", durable=True,
+                                   arguments={"x-queue-type": "stream"})
+    sent = broker.send("--queue", "events", "e1")
+    check(sent, 0, sent=1)  # a stream takes messages like any queue
+
+    line = check(broker.receive("--queue", "events"), 1)
+
+    assert "PRECONDITION_FAILED" in line
+    broker.channel().queue_delete("events")
+
+
+def test_user_without_write_permission(broker):
+    reader = url(broker, user="reader")
+
+    line = check(broker.send("--url", reader), 1)
+
+    assert "ACCESS_REFUSED" in line and "the message was not sent" in line
+    assert broker.message_count("hello") == 0
+
+
+def test_user_without_read_permission(broker):
+    broker.send()
+
+    line = check(broker.receive("--url", url(broker, user="reader")), 1)
+
+    assert "ACCESS_REFUSED" in line
+    assert broker.message_count("hello") == 1
+
+
+# -- resource alarms: the broker blocks publishers --------------------------------
+
+@pytest.fixture
+def alarm(broker):
+    """Raise a memory or disk alarm on the broker for the test; clear it after."""
+    ctl = broker.node.ctl
+    raised = []
+
+    def alarms():
+        return ctl("eval", "rabbit_alarm:get_alarms().").stdout
+
+    def raise_alarm(kind):
+        raised.append(kind)
+        if kind == "memory":
+            ctl("set_vm_memory_high_watermark", "0.0000001")
+        else:
+            ctl("set_disk_free_limit", "1000GB")
+        wait_until(lambda: kind in alarms(), TIMEOUT, f"the {kind} alarm")
+
+    yield raise_alarm
+    if "memory" in raised:
+        ctl("set_vm_memory_high_watermark", "0.4")
+    if "disk" in raised:
+        ctl("set_disk_free_limit", "50MB")
+    wait_until(lambda: alarms().strip() == "[]", TIMEOUT, "the alarms to clear")
+
+
+@pytest.mark.parametrize("kind", ["memory", "disk"])
+def test_send_blocked_by_a_resource_alarm(broker, alarm, kind):
+    broker.channel().queue_declare("hello", durable=True)
+    alarm(kind)
+
+    line = check(broker.send("--timeout", "2"), 1)
+
+    assert f"blocked publishers (low on {kind})" in line
+    assert "may or may not be in the queue" in line
+
+
+def test_receive_is_not_blocked_by_an_alarm(broker, alarm):
+    broker.send("before the alarm")
+    alarm("memory")
+
+    received = broker.receive("--count", "1")
+
+    check(received, 0)
+    assert received.stdout_lines[1] == " [x] Received 'before the alarm'"
+
+
+# -- a frozen broker (SIGSTOP), resumed after --------------------------------------
+
+@pytest.fixture
+def freeze(broker):
+    frozen = []
+
+    def now():
+        os.kill(broker.node.beam_pid(), signal.SIGSTOP)
+        frozen.append(True)
+
+    yield now
+    if frozen:
+        os.kill(broker.node.beam_pid(), signal.SIGCONT)
+        broker.close_connections()  # its heartbeats were missed meanwhile
+
+
+@pytest.mark.parametrize("script", ["send.py", "receive.py"])
+def test_frozen_broker_before_connecting(broker, freeze, script):
+    freeze()
+
+    line = check(broker.run(script, "--url", url(broker, query="stack_timeout=2")), 1)
+
+    assert "no AMQP handshake in time" in line
+
+
+def test_frozen_broker_while_waiting_for_a_confirm(broker, freeze):
+    sender = broker.start("send.py", "-", "--timeout", "1", stdin="open")
+    sender.feed(b"line one\n")
+    sender.wait_for_line(" [x] Sent 'line one'")
+    freeze()
+    sender.feed(b"line two\n")
+
+    sender.wait(timeout=20)  # heartbeat 1 s: pika notices within 2 x (1 + 5) s
+
+    line = check(sender, 1, sent=1)
+    assert "stopped answering" in line
+    assert "1 lines sent and confirmed, line 2 may or may not be in the queue" in line
+    assert "resume from line 2" in line
+
+
+def test_receive_rides_out_a_frozen_broker(broker):
+    receiver = broker.start("receive.py", "--url", url(broker, query="heartbeat=1"))
+    receiver.wait_for_line("Waiting for messages")
+    beam = broker.node.beam_pid()
+    os.kill(beam, signal.SIGSTOP)
+    try:
+        receiver.wait_for_line("stopped answering", stderr=True)
+    finally:
+        os.kill(beam, signal.SIGCONT)
+    broker.close_connections()
+    receiver.wait_for_line("reconnected", stderr=True)
+
+    check(broker.send("after the freeze", env=broker.env()), 0, sent=1)
+
+    assert receiver.wait_for_line("Received") == " [x] Received 'after the freeze'"
+    receiver.signal(signal.SIGINT)
+    receiver.wait()
+    check(receiver, 0)
+
+
+# -- our own output failing ---------------------------------------------------------
+
+def test_send_into_a_closed_pipe_still_exits_0_and_says_it_was_sent(broker):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `send.py | true`: nobody reads
+    try:
+        result = broker.send("piped", stdout=write_end)
+    finally:
+        os.close(write_end)
+
+    check(result, 0, "was sent and confirmed", "Broken pipe")
+    assert broker.bodies() == [b"piped"]
+
+
+def test_send_with_stdout_on_a_full_disk(broker):
+    with open("/dev/full", "w") as full:
+        result = broker.send("full disk", stdout=full)
+
+    check(result, 0, "was sent and confirmed", "No space left on device")
+    assert broker.bodies() == [b"full disk"]
+
+
+def test_receive_into_a_pipe_closed_by_head_ends_quietly_and_keeps_the_rest(broker):
+    # `receive.py --ack | head -1`: head reads the Waiting line and goes away.
+    receiver = subprocess.Popen([sys.executable, str(PROJECT / "receive.py"), "--ack"],
+                                env=broker.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert receiver.stdout.readline().startswith(b" [*] Waiting")
+    receiver.stdout.close()
+
+    for number in range(3):
+        broker.send(f"m{number}")
+
+    assert receiver.wait(TIMEOUT) == 0
+    assert receiver.stderr.read() == b""  # quietly: the broker is not to blame
+    broker.wait_until(lambda: broker.message_count("hello") == 3, "all 3 back in the queue")
+
+
+def test_receive_with_stdout_on_a_full_disk(broker):
+    broker.send("kept")
+
+    with open("/dev/full", "w") as full:
+        result = broker.receive("--ack", stdout=full)
+
+    assert "cannot write the output: No space left on device" in check(result, 1)
+    broker.wait_until(lambda: broker.message_count("hello") == 1, "the message back")
+
+
+def test_text_the_terminal_cannot_show_is_escaped(broker):
+    env = broker.env(PYTHONIOENCODING="ascii")
+
+    sent = broker.send("你好", env=env)
+    received = broker.receive("--count", "1", env=env)
+
+    check(sent, 0, sent=1)
+    assert sent.stdout_lines == [r" [x] Sent '\u4f60\u597d'"]
+    assert received.stdout_lines[1] == r" [x] Received '\u4f60\u597d'"
+
+
+# -- input taken as given -----------------------------------------------------------
+
+def test_argument_that_is_not_utf8_is_sent_as_its_bytes(broker):
+    result = broker.run("send.py", os.fsdecode(b"\xff\xfeok"))
+
+    check(result, 0, sent=1)
+    assert broker.bodies() == [b"\xff\xfeok"]
+
+
+def test_empty_message_is_sent_empty(broker):
+    check(broker.send(""), 0, sent=1)
+
+    assert broker.bodies() == [b""]
+
+
+def test_interrupted_bulk_send_says_where_to_resume(broker):
+    sender = broker.start("send.py", "-", stdin="open")
+    sender.feed(b"one\ntwo\n")
+    sender.wait_for_line(" [x] Sent 'two'")
+
+    sender.signal(signal.SIGINT)
+    sender.wait()
+
+    line = check(sender, 130, sent=2)
+    assert "interrupted; 2 lines sent and confirmed; resume from line 3" in line
+    assert broker.bodies() == [b"one", b"two"]
+
+
+def test_traceback_switch_shows_where_an_error_comes_from(broker, closed_port):
+    env = broker.env(HELLO_TRACEBACK="1")
+
+    result = broker.send("--url", url(broker, port=closed_port), env=env)
+
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "connection refused" in result.stderr_lines[-1]
