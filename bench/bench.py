@@ -3,7 +3,7 @@
 Starts its own throwaway RabbitMQ (as the tests do), measures, prints tables,
 stops the broker. Figures only: nothing here passes or fails on speed.
 
-    bash bench/bench.sh            # the full run (about 10 minutes)
+    bash bench/bench.sh            # the full run (about 20 minutes)
     bash bench/bench.sh --tiny     # tiny sizes, a smoke run (CI)
 """
 import argparse
@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pika
 
-PROJECT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT / "broker"))
+from node import Node, epmd_running, stop_epmd  # broker/, on PYTHONPATH (bench.sh)
 
-from node import Node, epmd_running, stop_epmd  # noqa: E402
+PROJECT = Path(__file__).resolve().parent.parent
 
 PYTHON = sys.executable
 BENCH = PROJECT / "bench"
@@ -34,9 +33,11 @@ def parse_args():
     if args.tiny:
         args.sends, args.drain, args.rounds = 3, 300, 1
         args.memory_small, args.memory_large, args.latency = 100, 1000, 20
+        args.bulk, args.loop = 300, 3
     else:
         args.sends, args.drain, args.rounds = 20, 100_000, 3
         args.memory_small, args.memory_large, args.latency = 10_000, 1_000_000, 1000
+        args.bulk, args.loop = 100_000, 30
     return args
 
 
@@ -55,6 +56,7 @@ def main():
             bench.drain(args.drain, args.rounds)
             bench.memory(args.memory_small, args.memory_large)
             bench.latency(args.latency)
+            bench.bulk_send(args.bulk, args.rounds, args.loop)
         finally:
             node.stop()
     if not epmd_was_running:
@@ -162,18 +164,20 @@ class Bench:
             "--ack --prefetch 1": (["--ack", "--prefetch", "1"], ["ack", "1"], False),
             "--durable": (None, ["auto", "0"], True),
         }
-        rates = {(mode, who): [] for mode in modes for who in ("receive.py", "raw pika")}
+        whos = ["receive.py", "raw pika, print", "raw pika"]
+        rates = {(mode, who): [] for mode in modes for who in whos}
         out = Path(tempfile.mkdtemp(prefix="bench-out-")) / "receive.out"
         for round_number in range(rounds):
             for mode, (script_args, raw_args, durable) in modes.items():
                 queue = "bench-durable" if durable else "bench"
-                whos = ["receive.py", "raw pika"]
                 for who in whos if round_number % 2 == 0 else reversed(whos):
                     self.fill(queue, count, durable)
-                    if who == "raw pika":
+                    if who.startswith("raw pika"):
                         command = [PYTHON, str(BENCH / "raw_consumer.py"), self.url, queue,
-                                   str(count), *raw_args, *(["durable"] if durable else [])]
-                        seconds, _ = self.run_to_exit(command)
+                                   str(count), *raw_args, *(["durable"] if durable else []),
+                                   *(["print"] if who.endswith("print") else [])]
+                        with open(out, "wb") as stdout:
+                            seconds, _ = self.run_to_exit(command, stdout=stdout)
                     elif script_args is None:
                         args = ["--queue", queue] + (["--durable"] if durable else [])
                         seconds, _ = self.run_receive_until(args, count, out)
@@ -185,12 +189,15 @@ class Bench:
                     rates[mode, who].append(count / seconds)
         print(f"2. Drain {count:,} messages (stdout to a file), msg/s, median (min-max) "
               f"over {rounds} rounds, interleaved")
-        print(f"   {'mode':22} {'receive.py':>24} {'raw pika, no print':>24}  ratio")
+        print(f"   {'mode':22} {'receive.py':>24} {'raw pika, print+flush':>24} "
+              f"{'raw pika, no print':>24}  ratio to print+flush / to no print")
         for mode in modes:
-            script, raw = rates[mode, "receive.py"], rates[mode, "raw pika"]
+            script, printing, raw = (rates[mode, who] for who in whos)
+            to_printing = statistics.median(script) / statistics.median(printing)
             ratio = statistics.median(script) / statistics.median(raw)
-            print(f"   {mode:22} {summary(script):>24} {summary(raw):>24}  {ratio:.2f} "
-                  f"(target >= 0.85: {verdict(ratio >= 0.85)})")
+            print(f"   {mode:22} {summary(script):>24} {summary(printing):>24} "
+                  f"{summary(raw):>24}  {to_printing:.2f} / {ratio:.2f} "
+                  f"(target >= 0.85 of no print: {verdict(ratio >= 0.85)})")
         speedup = (statistics.median(rates["--ack (prefetch 10)", "receive.py"])
                    / statistics.median(rates["--ack --prefetch 1", "raw pika"]))
         print(f"   --ack vs the official tutorial's worker (ack each, prefetch 1, raw pika): "
@@ -241,6 +248,50 @@ class Bench:
         print(f"4. End-to-end latency, publish to the receive.py line, {count:,} messages "
               f"one at a time: median {statistics.median(latencies) * 1000:.2f} ms, "
               f"p99 {p99 * 1000:.2f} ms")
+
+
+    # -- 5. bulk send -------------------------------------------------------------
+
+    def bulk_send(self, count, rounds, loop_count):
+        lines = Path(tempfile.mkdtemp(prefix="bench-bulk-")) / "lines"
+        lines.write_bytes(b"".join(b"message-%08d\n" % number for number in range(count)))
+        raw = [PYTHON, str(BENCH / "raw_publisher.py"), self.url]
+        runs = {  # (queue kind, who): command
+            ("transient", "send.py -"): [PYTHON, str(PROJECT / "send.py"), "-"],
+            ("transient", "raw pika, confirm each"): [*raw, "bench-bulk", "confirm"],
+            ("durable", "send.py -"): [PYTHON, str(PROJECT / "send.py"), "-", "--durable"],
+            ("durable", "raw pika, confirm each"): [*raw, "bench-bulk", "confirm", "durable"],
+            ("durable", "raw pika, tx every 500"): [*raw, "bench-bulk", "tx", "durable"],
+        }
+        rates = {run: [] for run in runs}
+        for round_number in range(rounds):
+            for run in runs if round_number % 2 == 0 else reversed(list(runs)):
+                self.channel.queue_delete("bench-bulk")
+                command = runs[run] + (["--queue", "bench-bulk"] if run[1] == "send.py -" else [])
+                with open(lines, "rb") as stdin:
+                    rates[run].append(count / self.timed(command, stdin=stdin,
+                                                          stdout=subprocess.DEVNULL))
+        self.channel.queue_delete("bench-bulk")
+        loop = self.timed(["bash", "-c", f'for i in $(seq {loop_count}); do "{PYTHON}" '
+                           f'"{PROJECT / "send.py"}" --queue bench-bulk "message-$i"; done'],
+                          stdout=subprocess.DEVNULL)
+        self.channel.queue_delete("bench-bulk")
+        loop_rate = loop_count / loop
+        print(f"\n5. Bulk send of {count:,} lines, each confirmed, msg/s, median (min-max) "
+              f"over {rounds} rounds, interleaved")
+        for kind in ("transient", "durable"):
+            ours = statistics.median(rates[kind, "send.py -"])
+            for (run_kind, who), values in rates.items():
+                if run_kind == kind:
+                    print(f"   {kind:10} {who:24} {summary(values):>26}   "
+                          f"x{statistics.median(values) / ours:.2f}")
+            ratio = ours / statistics.median(rates[kind, "raw pika, confirm each"])
+            print(f"   {kind:10} target send.py - >= 0.9 x raw pika, confirm each: "
+                  f"{ratio:.2f}, {verdict(ratio >= 0.9)}")
+        speedup = statistics.median(rates["transient", "send.py -"]) / loop_rate
+        print(f"   a shell loop of one send.py per message ({loop_count} messages): "
+              f"{loop_rate:.1f} msg/s; send.py - is x{speedup:,.0f} "
+              f"(target >= 300: {verdict(speedup >= 300)})", flush=True)
 
 
 if __name__ == "__main__":

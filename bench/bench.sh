@@ -6,4 +6,4 @@ source scripts/setup.sh
 
 need_packages rabbitmq-server amqp-tools
 need_venv requirements.txt
-exec .venv/bin/python bench/bench.py "$@"
+PYTHONPATH=broker exec .venv/bin/python bench/bench.py "$@"

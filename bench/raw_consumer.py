@@ -1,6 +1,7 @@
-"""A bare pika consumer loop, no printing: this client's ceiling for the benchmark.
+"""A bare pika consumer loop: this client's ceiling for the benchmark.
 
-Usage: raw_consumer.py URL QUEUE COUNT auto|ack PREFETCH [durable]
+Usage: raw_consumer.py URL QUEUE COUNT auto|ack PREFETCH [durable] [print]
+print: print and flush each message as receive.py does (the cost of printing).
 """
 import sys
 
@@ -8,6 +9,7 @@ import pika
 
 url, queue, count, mode, prefetch = sys.argv[1:6]
 count, prefetch, ack = int(count), int(prefetch), mode == "ack"
+prints = "print" in sys.argv[6:]
 connection = pika.BlockingConnection(pika.URLParameters(url))
 channel = connection.channel()
 channel.queue_declare(queue=queue, durable="durable" in sys.argv[6:])
@@ -16,6 +18,8 @@ received = 0
 
 def callback(ch, method, properties, body):
     global received
+    if prints:
+        print(f" [x] Received {body.decode()!r}", flush=True)
     if ack:
         ch.basic_ack(delivery_tag=method.delivery_tag)
     received += 1

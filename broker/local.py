@@ -17,18 +17,36 @@ Standard library only.
 """
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from node import RABBITMQ_BIN, BrokerError, Cluster, Node, answers_amqp
+from node import (RABBITMQ_BIN, BrokerError, Cluster, Node, answers_amqp, epmd_running,
+                  free_port, stop_epmd)
 
 PROJECT = Path(__file__).resolve().parent.parent
 PORT = 5672
+DIST_PORT = 25672  # Erlang distribution, RabbitMQ's usual choice
+EPMD_MARK = PROJECT / ".broker" / "epmd-started-here"
 
 
-def our_node():
-    return Node(PROJECT / ".broker", port=PORT, dist_port=PORT + 20000, name="hello")
+def our_node(dist_port=DIST_PORT):
+    return Node(PROJECT / ".broker", port=PORT, dist_port=dist_port, name="hello")
+
+
+def port_is_free(port):
+    try:
+        with socket.create_server(("127.0.0.1", port)):
+            return True
+    except OSError:
+        return False
+
+
+def epmd_names():
+    """The Erlang nodes registered with epmd (the port mapper our nodes start)."""
+    out = subprocess.run(["epmd", "-names"], capture_output=True, text=True).stdout
+    return [line.split()[1] for line in out.splitlines() if line.startswith("name ")]
 
 
 def our_cluster():
@@ -69,6 +87,11 @@ def start():
     if answers_amqp(PORT):  # some packages start a system service on install
         print(f"The system's RabbitMQ service answers on localhost:{PORT}; using it")
         return
+    if not port_is_free(DIST_PORT):  # another Erlang node (or anything) holds it
+        node = our_node(dist_port=free_port())
+        print(f"Port {DIST_PORT} is taken; our node uses {node.dist_port} for Erlang "
+              "distribution instead")
+    remember_epmd()
     print(f"Starting RabbitMQ on 127.0.0.1:{PORT} (data in .broker/) ...", flush=True)
     node.start(detached=True)
     print(f"RabbitMQ is ready on 127.0.0.1:{PORT}; stop it with: python3 broker/local.py stop")
@@ -81,6 +104,21 @@ def stop():
         return
     node.stop()
     print("RabbitMQ (this project's) stopped")
+    forget_epmd()
+
+
+def remember_epmd():
+    """Our node starts Erlang's port mapper (epmd) unless one runs: remember if it did."""
+    EPMD_MARK.parent.mkdir(parents=True, exist_ok=True)
+    if not epmd_running():
+        EPMD_MARK.touch()
+
+
+def forget_epmd():
+    """Stop the epmd our node started, once no Erlang node uses it."""
+    if EPMD_MARK.exists() and not epmd_names():
+        stop_epmd()
+        EPMD_MARK.unlink()
 
 
 def crash():
@@ -113,11 +151,13 @@ def cluster(args):
         ensure_installed()
         print(f"Starting a 3-node RabbitMQ cluster on 127.0.0.1:{PORT}-{PORT + 2} "
               "(data in .broker/cluster/) ...", flush=True)
+        remember_epmd()
         members.start(detached=True)
         print("Cluster ready: " + ", ".join(f"{n.name} on {n.port}" for n in members.nodes))
     elif args == ["stop"]:
         members.stop()
         print("Cluster stopped")
+        forget_epmd()
     elif len(args) == 2 and args[0] == "crash" and args[1] in ("1", "2", "3"):
         member = members.nodes[int(args[1]) - 1]
         member.kill()

@@ -15,6 +15,7 @@ Facts behind the choices (measured, see the project notes):
   soon as the process is gone.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -186,17 +187,31 @@ class Node:
         # later); clients that come that early saw queue deletions go unannounced.
         def ready():
             if self.process is not None and self.process.poll() is not None:
-                raise BrokerError(f"RabbitMQ exited while starting: {self.log_tail()}")
+                raise BrokerError(f"RabbitMQ did not start: {self.why_boot_failed()} "
+                                  f"(log: {self.log_file})")
             return self.startup_complete() and answers_amqp(self.port)
 
         wait_until(ready, timeout, f"RabbitMQ on 127.0.0.1:{self.port}")
         return self
 
-    def log_tail(self, lines=5):
+    def why_boot_failed(self):
+        """The reason a failed boot left in the console log, in one line."""
         try:
-            return " | ".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_file.read_text(errors="replace")
         except OSError:
-            return "(no log)"
+            return "it left no log"
+        if "eaddrinuse" in text:
+            return f"port {self.port} is already in use"
+        if "nxdomain" in text:
+            return "the host name localhost does not resolve (is /etc/hosts missing?)"
+        # Log lines lose their time stamp and level; RabbitMQ's own words come first.
+        lines = [re.sub(r"^\S+ \S+ \[\w+\] <[\d.]+> ", "", line).strip()
+                 for line in text.splitlines() if line.strip()]
+        for line in lines:
+            if line.startswith(("ERROR: ", "You've tried to set")):
+                return line.removeprefix("ERROR: ")
+        return next((line for line in lines if line.startswith("Error during startup")),
+                    lines[-1] if lines else "its log is empty")
 
     def beam_pid(self):
         try:

@@ -174,8 +174,8 @@ def test_unknown_vhost(broker):
 # -- refused by the broker: exit 1, the broker's reason ---------------------------
 
 def test_full_queue_rejects_the_message(broker):
-    broker.channel().queue_declare("hello", arguments={"x-max-length": 1,
-                                                       "x-overflow": "reject-publish"})
+    broker.channel().queue_declare("hello", durable=True, arguments={
+        "x-max-length": 1, "x-overflow": "reject-publish"})
     check(broker.send("first"), 0, sent=1)
 
     line = check(broker.send("second"), 1)
@@ -364,7 +364,8 @@ def test_receive_into_a_pipe_closed_by_head_ends_quietly_and_keeps_the_rest(brok
         broker.send(f"m{number}")
 
     assert receiver.wait(TIMEOUT) == 0
-    assert receiver.stderr.read() == b""  # quietly: the broker is not to blame
+    notes = receiver.stderr.read().decode().splitlines()
+    assert all(": note: " in line for line in notes), notes  # the broker is not to blame
     broker.wait_until(lambda: broker.message_count("hello") == 3, "all 3 back in the queue")
 
 
