@@ -19,9 +19,6 @@ import traceback
 
 import pika
 from pika import exceptions
-from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
-
-WAITING = ' [*] Waiting for messages. To exit press CTRL+C'
 
 
 def main():
@@ -39,7 +36,7 @@ def main():
                                   on_message_callback=worker.callback,
                                   auto_ack=not worker.acks)
 
-            print(WAITING, flush=True, file=sys.stderr if args.raw else sys.stdout)
+            print(' [*] Waiting for messages. To exit press CTRL+C', file=args.info_stream)
             channel.start_consuming()
             return worker.finish(connection)
         except (CannotConnect, exceptions.AMQPError) as error:
@@ -76,7 +73,7 @@ class Worker:
             sys.stdout.flush()
         else:
             print(f" [x] Received {shown(body)}"
-                  + (" (redelivered)" if method.redelivered else ""), flush=True)
+                  + (" (redelivered)" if method.redelivered else ""))
         if self.args.work:
             ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
         if self.acks and ch.is_open:  # if not, start_consuming raises why
@@ -126,12 +123,9 @@ def lost_connection(error):
     return isinstance(error, (CannotConnect, exceptions.AMQPConnectionError))
 
 
-def explain(error):
+def explain_receive(error):
     """receive.py's words for an error: (exit status, line)."""
-    if isinstance(error, BrokenPipeError):  # the reader went away (| head): end quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0, None
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, (BrokenPipeError, KeyboardInterrupt)):  # | head, or Ctrl+C
         return 0, None
     if isinstance(error, OSError) and not isinstance(error, ConnectionError):
         return 1, f"error: cannot write the output: {error.strerror or error}"
@@ -164,6 +158,7 @@ def parse_args():
                         help="print only each body and a newline, bytes as they are")
     args = parser.parse_args()
     args.durable = args.durable or args.quorum
+    args.info_stream = sys.stderr if args.raw else sys.stdout  # with --raw, stdout has bodies only
     args.parameters = connection_parameters(parser, args.url)
     return args
 
@@ -183,7 +178,8 @@ class CannotConnect(Failure):
 
 def run(main, explain):
     """The error boundary: whatever goes wrong ends as one line on stderr and an exit status."""
-    sys.stdout.reconfigure(errors="backslashreplace")  # text the terminal cannot show
+    # Each line at once, even through a pipe; text the terminal cannot show, escaped.
+    sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
     # Ctrl+C and SIGTERM end the script here, even if started from a shell that
     # ignores SIGINT in background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -194,6 +190,8 @@ def run(main, explain):
     except (Exception, KeyboardInterrupt) as error:
         if os.environ.get("HELLO_TRACEBACK"):
             traceback.print_exc()
+        if isinstance(error, BrokenPipeError):  # else Python complains again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status, line = explain(error)
         if line:
             print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
@@ -250,7 +248,8 @@ def why_not_connected(error):
             (ConnectionRefusedError, "connection refused"),
             (socket.gaierror, "host name not found"),
             ((TimeoutError, socket.timeout), "no answer: timed out"),
-            (AMQPConnectorStackTimeout, "no AMQP handshake in time: not an AMQP port, or frozen"),
+            (pika.adapters.utils.connection_workflow.AMQPConnectorStackTimeout,
+             "no AMQP handshake in time: not an AMQP port, or frozen"),
             ((exceptions.IncompatibleProtocolError, exceptions.StreamLostError),
              "closed during the AMQP handshake: is it an AMQP port?")]:
         if isinstance(error, kind):
@@ -259,11 +258,8 @@ def why_not_connected(error):
 
 
 def declare_queue(connection, channel, args):
-    """The blog's queue_declare, made to work with the queues brokers have today.
-
-    Returns the connection and channel to go on with: the broker closes the
-    channel (406) or even the connection (541) when it refuses a declaration.
-    """
+    """The blog's queue_declare for today's brokers, which close the channel (406) or
+    even the connection (541) when they refuse one: returns those to go on with."""
     try:
         channel.queue_declare(queue=args.queue, durable=args.durable,
                               arguments={"x-queue-type": "quorum"} if args.quorum else None)
@@ -336,7 +332,8 @@ def shown(body):
 
 def note(message):
     print(f"{os.path.basename(sys.argv[0])}: note: {message}", file=sys.stderr)
+# -- End of the shared part --
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, explain))
+    sys.exit(run(main, explain_receive))

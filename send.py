@@ -18,7 +18,6 @@ import traceback
 
 import pika
 from pika import exceptions
-from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 
 def main():
@@ -38,7 +37,7 @@ def main():
                               properties=PERSISTENT if args.durable else None,
                               mandatory=True)
         progress.confirmed += 1
-        show(f" [x] Sent {shown(body)}")
+        print(f" [x] Sent {shown(body)}")
     connection.close()
 
 
@@ -60,11 +59,10 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description="Send a message to a RabbitMQ queue (the blog's send.py).",
         epilog=f"URL defaults to $AMQP_URL (a comma-separated list is fine), else {DEFAULT_URL}."
-               " Exit status 0: the broker confirmed every message. HELLO_TRACEBACK=1 "
-               "shows the traceback of an error.")
+               " HELLO_TRACEBACK=1 shows the traceback of an error.")
     parser.add_argument("message", nargs="*", metavar="MESSAGE",
                         help="words of the message (default: Hello World!); a lone - sends "
-                             "each line of stdin as one message (an empty line: an empty one)")
+                             "each line of stdin as one message, an empty line as an empty one")
     parser.add_argument("--url", action="append", metavar="URL",
                         help="amqp[s]://user:pass@host:port/vhost; repeat to try several")
     parser.add_argument("--queue", default="hello", type=queue_name, metavar="NAME",
@@ -75,8 +73,8 @@ def parse_args():
                         help="a quorum queue: replicated on a cluster (implies --durable)")
     parser.add_argument("--timeout", type=number(0.5, 3600, float), default=10,
                         metavar="SECONDS", help="wait at most this long to connect, for a "
-                        "confirm, or while the broker blocks publishers (default 10; a broker "
-                        "that freezes is noticed within SECONDS + 10)")
+                        "confirm, or while the broker blocks publishers (default 10; a "
+                        "frozen broker is noticed within SECONDS + 10)")
     args = parser.parse_args()
     args.durable = args.durable or args.quorum
     progress.from_stdin = args.message == ["-"]
@@ -84,7 +82,7 @@ def parse_args():
     for params in args.parameters:
         params.socket_timeout = params.stack_timeout = args.timeout
         params.blocked_connection_timeout = args.timeout
-        if params.heartbeat is None:  # pika notices silence after 1 to 2 x (heartbeat + 5) s
+        if params.heartbeat is None:  # pika notices silence in 1 to 2 x (heartbeat + 5) s
             params.heartbeat = max(1, round(args.timeout / 2))
     return args
 
@@ -103,24 +101,25 @@ def messages(args):
         note("stdin was empty: nothing sent")
 
 
-def show(line):
-    try:
-        print(line, flush=True)
-    except OSError as error:  # a closed pipe, a full disk: the message was sent all the same
-        what = f"line {progress.confirmed}" if progress.from_stdin else "the message"
-        note(f"{what} was sent and confirmed, but stdout failed ({error.strerror}): no more "
-             "' [x] Sent' lines" + ("; sending the rest" if progress.from_stdin else ""))
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+def remember_blocked_reason(record):
+    """pika tells the broker's reason for blocking publishers ("low on memory") only in its log."""
+    blocked.extend(re.findall(r"reason=([^'\]]+)", record.getMessage()))
+    return True  # the record goes on as usual
 
 
-blocked = []  # pika tells the broker's reason for blocking publishers only in its log
-logging.getLogger("pika.connection").addFilter(lambda record: not blocked.append(record.msg % record.args))
+blocked = []
+logging.getLogger("pika.connection").addFilter(remember_blocked_reason)
 
 
-def explain(error):
+def explain_send(error):
     """send.py's words for an error: (exit status, line); 0 if every message was confirmed."""
     if isinstance(error, KeyboardInterrupt):
         return 130, f"interrupted; {sent_so_far()}"
+    if isinstance(error, OSError):  # pika wraps its own socket errors: this is our stdout
+        if not progress.from_stdin:
+            return 0, ("note: the message was sent and confirmed, but its ' [x] Sent' line "
+                       f"could not be written ({error.strerror})")
+        return 1, f"error: stdout failed ({error.strerror}); {sent_so_far()}"
     if progress.all_taken and progress.taken == progress.confirmed:
         return 0, f"note: every message was sent and confirmed; then {in_words(error)}"
     if isinstance(error, exceptions.NackError):
@@ -129,12 +128,12 @@ def explain(error):
     elif isinstance(error, exceptions.UnroutableError):
         why = "the broker could not route the message to the queue: was it deleted just now?"
     elif isinstance(error, exceptions.ConnectionBlockedTimeout):
-        reason = re.findall(r"reason=([^'\]]+)", " ".join(blocked)) or ["a resource alarm"]
-        why = f"the broker blocked publishers ({reason[-1]}) for longer than --timeout"
+        reason = blocked[-1] if blocked else "a resource alarm"
+        why = f"the broker blocked publishers ({reason}) for longer than --timeout"
     else:
         why = in_words(error)
-    # The broker said no to the message in hand: it is certainly not in the queue.
-    refused = isinstance(error, exceptions.AMQPChannelError)  # nack, unroutable, closed
+    # The broker said no to the message in hand (nack, unroutable, channel closed).
+    refused = isinstance(error, exceptions.AMQPChannelError)
     return 1, f"error: {why}" + (f"; {sent_so_far(refused)}" if progress.taken else "")
 
 
@@ -143,9 +142,11 @@ def sent_so_far(refused=False):
     if not progress.from_stdin:
         return "the message may or may not be in the queue" if unsure else \
             "the message was not sent"
-    return (f"{progress.confirmed} lines sent and confirmed"
+    lines = "line" if progress.confirmed == 1 else "lines"
+    return (f"{progress.confirmed} {lines} sent and confirmed"
             + (f", line {progress.taken} may or may not be in the queue" if unsure else "")
             + f"; resume from line {progress.confirmed + 1}")
+
 
 # -- Shared by send.py and receive.py: the same text in both (tests/test_shared_helpers.py) --
 
@@ -162,7 +163,8 @@ class CannotConnect(Failure):
 
 def run(main, explain):
     """The error boundary: whatever goes wrong ends as one line on stderr and an exit status."""
-    sys.stdout.reconfigure(errors="backslashreplace")  # text the terminal cannot show
+    # Each line at once, even through a pipe; text the terminal cannot show, escaped.
+    sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
     # Ctrl+C and SIGTERM end the script here, even if started from a shell that
     # ignores SIGINT in background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -173,6 +175,8 @@ def run(main, explain):
     except (Exception, KeyboardInterrupt) as error:
         if os.environ.get("HELLO_TRACEBACK"):
             traceback.print_exc()
+        if isinstance(error, BrokenPipeError):  # else Python complains again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status, line = explain(error)
         if line:
             print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
@@ -229,7 +233,8 @@ def why_not_connected(error):
             (ConnectionRefusedError, "connection refused"),
             (socket.gaierror, "host name not found"),
             ((TimeoutError, socket.timeout), "no answer: timed out"),
-            (AMQPConnectorStackTimeout, "no AMQP handshake in time: not an AMQP port, or frozen"),
+            (pika.adapters.utils.connection_workflow.AMQPConnectorStackTimeout,
+             "no AMQP handshake in time: not an AMQP port, or frozen"),
             ((exceptions.IncompatibleProtocolError, exceptions.StreamLostError),
              "closed during the AMQP handshake: is it an AMQP port?")]:
         if isinstance(error, kind):
@@ -238,11 +243,8 @@ def why_not_connected(error):
 
 
 def declare_queue(connection, channel, args):
-    """The blog's queue_declare, made to work with the queues brokers have today.
-
-    Returns the connection and channel to go on with: the broker closes the
-    channel (406) or even the connection (541) when it refuses a declaration.
-    """
+    """The blog's queue_declare for today's brokers, which close the channel (406) or
+    even the connection (541) when they refuse one: returns those to go on with."""
     try:
         channel.queue_declare(queue=args.queue, durable=args.durable,
                               arguments={"x-queue-type": "quorum"} if args.quorum else None)
@@ -315,7 +317,8 @@ def shown(body):
 
 def note(message):
     print(f"{os.path.basename(sys.argv[0])}: note: {message}", file=sys.stderr)
+# -- End of the shared part --
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, explain))
+    sys.exit(run(main, explain_send))

@@ -22,8 +22,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from node import (RABBITMQ_BIN, BrokerError, Cluster, Node, answers_amqp, epmd_running,
-                  free_port, stop_epmd)
+from node import (
+    RABBITMQ_BIN,
+    BrokerError,
+    Cluster,
+    Node,
+    answers_amqp,
+    epmd_running,
+    free_port,
+    stop_epmd,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 PORT = 5672

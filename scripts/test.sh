@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Runs the whole test suite against throwaway RabbitMQ nodes that it starts and
-# stops itself (never a broker on 5672). Installs what is missing first.
+# Runs ruff, then the whole test suite against throwaway RabbitMQ nodes that it
+# starts and stops itself (never a broker on 5672), on every lane, then the Hello
+# World tests under every Python 3.9-3.13 found here. Installs what is missing first.
+# Arguments go to pytest (a quick run, without the Python versions):
+#   bash scripts/test.sh --lane rabbitmq4.3 -k timeout
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 need_packages rabbitmq-server amqp-tools
 need_venv tests/requirements.txt
-exec .venv/bin/python -m pytest -rs tests "$@"
+.venv/bin/ruff check .
+.venv/bin/python -m pytest "$@"
+if [ $# -eq 0 ]; then
+    .venv/bin/nox -f tests/noxfile.py
+fi

@@ -11,8 +11,9 @@ import threading
 from pathlib import Path
 
 import pytest
-import rabbitmq4
 import trustme
+
+import rabbitmq4
 from helpers import LANES, Broker, make_node
 from node import Cluster, epmd_running, free_port, stop_epmd
 

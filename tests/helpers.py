@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pika
+
 import rabbitmq4
 from node import Node, wait_until
 

@@ -3,6 +3,7 @@ import re
 import subprocess
 
 import pytest
+
 from helpers import WAITING, one_line_error
 
 LINES = [b"plain ascii", "你好，世界".encode(), b"", b"tab\tand  spaces ", b"x" * 1_000_000,

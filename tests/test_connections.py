@@ -3,9 +3,9 @@ import signal
 from urllib.parse import quote
 
 import pytest
+
 from helpers import one_line_error
 from node import free_port
-
 
 # -- 如果MQ有用户名密码，在哪里输入？ The blog's open question ------------------------
 

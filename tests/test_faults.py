@@ -13,6 +13,7 @@ import sys
 from urllib.parse import quote
 
 import pytest
+
 from helpers import PROJECT, TIMEOUT
 from node import port_is_open, wait_until
 
@@ -307,7 +308,7 @@ def test_frozen_broker_while_waiting_for_a_confirm(broker, freeze):
 
     line = check(sender, 1, sent=1)
     assert "stopped answering" in line
-    assert "1 lines sent and confirmed, line 2 may or may not be in the queue" in line
+    assert "1 line sent and confirmed, line 2 may or may not be in the queue" in line
     assert "resume from line 2" in line
 
 
