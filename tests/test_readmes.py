@@ -2,6 +2,7 @@
 import re
 
 import pytest
+
 from helpers import PROJECT
 
 READMES = ["README.md", "README.zh-CN.md"]
