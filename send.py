@@ -115,7 +115,8 @@ def explain_send(error):
     """send.py's words for an error: (exit status, line); 0 if every message was confirmed."""
     if isinstance(error, KeyboardInterrupt):
         return 130, f"interrupted; {sent_so_far()}"
-    if isinstance(error, OSError):  # pika wraps its own socket errors: this is our stdout
+    if isinstance(error, OSError) and progress.confirmed == progress.taken > 0:
+        # pika wraps its own socket errors: this is the ' [x] Sent' line failing.
         if not progress.from_stdin:
             return 0, ("note: the message was sent and confirmed, but its ' [x] Sent' line "
                        f"could not be written ({error.strerror})")

@@ -53,6 +53,21 @@ def answers_amqp(port, host="127.0.0.1"):
         return False
 
 
+def process_exists(pid):
+    """True while the process runs (a zombie left for a parent that is gone does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux): ask the kernel
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+
 def wait_until(condition, timeout, what, interval=0.05):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -221,13 +236,7 @@ class Node:
 
     def is_running(self):
         pid = self.beam_pid()
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        return pid is not None and process_exists(pid)
 
     def stop(self, timeout=60):
         """Clean shutdown: SIGTERM makes the Erlang VM stop the node in order."""
@@ -242,9 +251,10 @@ class Node:
         return self.start(timeout)
 
     def _signal_and_wait(self, signum, timeout):
-        if self.is_running():
-            os.kill(self.beam_pid(), signum)
-            wait_until(lambda: not self.is_running(), timeout, "RabbitMQ to exit")
+        pid = self.beam_pid()  # the pid file goes early in a shutdown: wait for the process
+        if pid is not None and process_exists(pid):
+            os.kill(pid, signum)
+            wait_until(lambda: not process_exists(pid), timeout, "RabbitMQ to exit")
             wait_until(lambda: not port_is_open(self.port), timeout,
                        f"port {self.port} to close")
         if self.process is not None:  # the rabbitmq-server script that started it
