@@ -268,7 +268,6 @@ def declare_queue(connection, channel, args):
         if "transient_nonexcl_queues" not in error.reply_text:
             raise
         note(f"this RabbitMQ refuses non-durable queues; declaring {args.queue!r} durable")
-        args.durable = True  # from now on, after a reconnect too
         connection = connect(args.parameters)
         channel = connection.channel()
         channel.queue_declare(queue=args.queue, durable=True)

@@ -152,8 +152,15 @@ def silent_server():
     """A TCP server on loopback that accepts connections and never says a word."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         held = []
-        threading.Thread(target=lambda: held.extend(iter(lambda: server.accept()[0], None)),
-                         daemon=True).start()
+
+        def accept_and_hold():
+            while True:
+                try:
+                    held.append(server.accept()[0])
+                except OSError:  # the server is closed: the test is over
+                    return
+
+        threading.Thread(target=accept_and_hold, daemon=True).start()
         yield server.getsockname()[1]
 
 
