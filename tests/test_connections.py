@@ -1,4 +1,4 @@
-"""Credentials, TLS, a broker that goes away, and bad input: one clear line each."""
+"""Credentials, TLS, a broker that goes away, a consumer timeout: one clear line each."""
 import signal
 from urllib.parse import quote
 

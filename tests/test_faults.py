@@ -113,12 +113,8 @@ def test_bad_command_line_is_a_usage_error(broker, case):
 
 
 # -- cannot connect: exit 1, saying what happened ----------------------------------
-
-def test_nothing_listening(broker, closed_port):
-    for script in ["send.py", "receive.py"]:
-        line = check(broker.run(script, "--url", url(broker, port=closed_port)), 1)
-        assert f"127.0.0.1:{closed_port} (connection refused)" in line
-
+# (nothing listening, a wrong host, password or vhost: test_hello_world.py and
+# test_connections.py)
 
 def test_empty_amqp_url_is_unset(broker):
     if port_is_open(5672):
@@ -146,33 +142,12 @@ def test_a_server_that_is_not_amqp(broker, http_server, script):
     assert "closed during the AMQP handshake" in line
 
 
-def test_host_name_not_found(broker):
-    line = check(broker.send("--url", url(broker, host="no-such-host.invalid", port=5672)), 1)
-
-    assert "no-such-host.invalid:5672 (host name not found)" in line
-
-
 def test_tls_asked_of_a_plain_port(broker):
     plain = url(broker).replace("amqp://", "amqps://")
 
     line = check(broker.send("--url", plain, "--timeout", "3"), 1)
 
     assert "TLS handshake failed" in line
-
-
-@pytest.mark.parametrize("script", ["send.py", "receive.py"])
-def test_wrong_password(broker, script):
-    line = check(broker.run(script, "--url", url(broker, password=PASSWORD + "x")), 1)
-
-    assert "login refused for user 'matrix'" in line
-
-
-def test_unknown_vhost(broker):
-    target = url(broker).replace("/%2F", "/nowhere")
-
-    line = check(broker.send("--url", target), 1)
-
-    assert "virtual host 'nowhere'" in line
 
 
 # -- refused by the broker: exit 1, the broker's reason ---------------------------
