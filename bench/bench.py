@@ -249,7 +249,6 @@ class Bench:
               f"one at a time: median {statistics.median(latencies) * 1000:.2f} ms, "
               f"p99 {p99 * 1000:.2f} ms")
 
-
     # -- 5. bulk send -------------------------------------------------------------
 
     def bulk_send(self, count, rounds, loop_count):

@@ -19,7 +19,7 @@ if mode == "confirm":
 else:
     channel.tx_select()
 for number, line in enumerate(sys.stdin.buffer, 1):
-    channel.basic_publish("", queue, line[:-1], properties)
+    channel.basic_publish("", queue, line.removesuffix(b"\n"), properties)
     if mode == "tx" and number % 500 == 0:
         channel.tx_commit()
 if mode == "tx":

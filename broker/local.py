@@ -17,7 +17,6 @@ Standard library only.
 """
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +27,10 @@ from node import (
     Cluster,
     Node,
     answers_amqp,
+    epmd_names,
     epmd_running,
     free_port,
+    port_is_free,
     stop_epmd,
 )
 
@@ -41,20 +42,6 @@ EPMD_MARK = PROJECT / ".broker" / "epmd-started-here"
 
 def our_node(dist_port=DIST_PORT):
     return Node(PROJECT / ".broker", port=PORT, dist_port=dist_port, name="hello")
-
-
-def port_is_free(port):
-    try:
-        with socket.create_server(("127.0.0.1", port)):
-            return True
-    except OSError:
-        return False
-
-
-def epmd_names():
-    """The Erlang nodes registered with epmd (the port mapper our nodes start)."""
-    out = subprocess.run(["epmd", "-names"], capture_output=True, text=True).stdout
-    return [line.split()[1] for line in out.splitlines() if line.startswith("name ")]
 
 
 def our_cluster():

@@ -43,6 +43,15 @@ def port_is_open(port, host="127.0.0.1"):
         return False
 
 
+def port_is_free(port):
+    """True when nothing holds the port on loopback (we could listen on it)."""
+    try:
+        with socket.create_server(("127.0.0.1", port)):
+            return True
+    except OSError:
+        return False
+
+
 def answers_amqp(port, host="127.0.0.1"):
     """True when an AMQP 0-9-1 broker answers on the port (Connection.Start)."""
     try:
@@ -78,6 +87,12 @@ def wait_until(condition, timeout, what, interval=0.05):
 
 def epmd_running():
     return subprocess.run(["epmd", "-names"], capture_output=True).returncode == 0
+
+
+def epmd_names():
+    """The Erlang nodes registered with epmd (the port mapper our nodes start)."""
+    out = subprocess.run(["epmd", "-names"], capture_output=True, text=True).stdout
+    return [line.split()[1] for line in out.splitlines() if line.startswith("name ")]
 
 
 def stop_epmd():

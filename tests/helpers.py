@@ -168,7 +168,6 @@ class Broker:
     def __init__(self, node, lane):
         self.node = node
         self.lane = lane
-        self.refuses_transient_queues = lane.refuses_transient_queues
         self.url = node.url()
         self.scripts = []
         self._connections = []
@@ -197,7 +196,7 @@ class Broker:
 
     def no_errors(self, result):
         """Nothing on stderr, but where 'hello' must be durable, the note that says so."""
-        if self.refuses_transient_queues:
+        if self.lane.refuses_transient_queues:
             return all(": note: " in line for line in result.stderr_lines)
         return result.stderr_lines == []
 

@@ -88,7 +88,7 @@ def test_messages_without_durable_are_gone_after_a_broker_crash(broker):
 
     broker.crash_and_restart()
 
-    if broker.refuses_transient_queues:
+    if broker.lane.refuses_transient_queues:
         assert broker.message_count("hello") == 0  # queue made durable, messages were not
     else:
         assert broker.message_count("hello") is None  # gone with their queue
@@ -101,7 +101,7 @@ def test_default_run_on_a_broker_that_refuses_non_durable_queues(broker):
 
     assert sent.returncode == 0
     assert sent.stdout == " [x] Sent 'Hello World!'\n"
-    if broker.refuses_transient_queues:
+    if broker.lane.refuses_transient_queues:
         assert len(sent.stderr_lines) == 1
         assert "refuses non-durable queues; declaring 'hello' durable" in sent.stderr
     else:
@@ -123,7 +123,7 @@ def test_existing_durable_or_quorum_queue_is_used_as_it_is(broker, arguments):
 
 
 def test_durable_asked_of_an_existing_non_durable_queue_fails_with_the_fix(broker):
-    if broker.refuses_transient_queues:
+    if broker.lane.refuses_transient_queues:
         pytest.skip("this broker allows no non-durable queue that --durable could meet")
     broker.send()  # the blog's non-durable 'hello'
 
