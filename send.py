@@ -1,23 +1,31 @@
 #!/usr/bin/env python
 """Send a message to a RabbitMQ queue: the blog's send.py on today's pika.
 
-Usage: python send.py [--url URL] [--queue NAME] [--durable | --quorum]
+Usage: python send.py [--url URL] [--queue NAME] [--durable] [--quorum | --stream]
                       [--timeout SECONDS] [MESSAGE ... | -]
 
 Exit status 0 means the broker confirmed every message; -h explains the options.
+What receive.py needs too (connecting, declaring, the error lines) is in amqp_cli.py.
 """
-import argparse
 import logging
 import os
 import re
-import signal
-import socket
-import ssl
 import sys
-import traceback
 
 import pika
 from pika import exceptions
+
+from amqp_cli import (
+    argument_parser,
+    connect,
+    declare_queue,
+    in_words,
+    note,
+    number,
+    parse_common,
+    run,
+    shown,
+)
 
 
 def main():
@@ -56,29 +64,17 @@ progress = Progress()
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description="Send a message to a RabbitMQ queue (the blog's send.py).",
-        epilog=f"URL defaults to $AMQP_URL (a comma-separated list is fine), else {DEFAULT_URL}."
-               " HELLO_TRACEBACK=1 shows the traceback of an error.")
+    parser = argument_parser("Send a message to a RabbitMQ queue (the blog's send.py).",
+                             "queue to send to")
     parser.add_argument("message", nargs="*", metavar="MESSAGE",
                         help="words of the message (default: Hello World!); a lone - sends "
                              "each line of stdin as one message, an empty line as an empty one")
-    parser.add_argument("--url", action="append", metavar="URL",
-                        help="amqp[s]://user:pass@host:port/vhost; repeat to try several")
-    parser.add_argument("--queue", default="hello", type=queue_name, metavar="NAME",
-                        help="queue to send to (default: hello)")
-    parser.add_argument("--durable", action="store_true",
-                        help="durable queue, persistent message: survives a restart")
-    parser.add_argument("--quorum", action="store_true",
-                        help="a quorum queue: replicated on a cluster (implies --durable)")
     parser.add_argument("--timeout", type=number(0.5, 3600, float), default=10,
                         metavar="SECONDS", help="wait at most this long to connect, for a "
                         "confirm, or while the broker blocks publishers (default 10; a "
                         "frozen broker is noticed within SECONDS + 10)")
-    args = parser.parse_args()
-    args.durable = args.durable or args.quorum
+    args = parse_common(parser)
     progress.from_stdin = args.message == ["-"]
-    args.parameters = connection_parameters(parser, args.url)
     for params in args.parameters:
         params.socket_timeout = params.stack_timeout = args.timeout
         params.blocked_connection_timeout = args.timeout
@@ -149,175 +145,6 @@ def sent_so_far(refused=False):
             + f"; resume from line {progress.confirmed + 1}")
 
 
-# -- Shared by send.py and receive.py: the same text in both (tests/test_shared_helpers.py) --
-
-DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
-
-
-class Failure(Exception):
-    """An error already put in words for the user."""
-
-
-class CannotConnect(Failure):
-    pass
-
-
-def run(main, explain):
-    """The error boundary: whatever goes wrong ends as one line on stderr and an exit status."""
-    # Each line at once, even through a pipe; text the terminal cannot show, escaped.
-    sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
-    # Ctrl+C and SIGTERM end the script here, even if started from a shell that
-    # ignores SIGINT in background jobs.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        main()
-        return 0
-    except (Exception, KeyboardInterrupt) as error:
-        if os.environ.get("HELLO_TRACEBACK"):
-            traceback.print_exc()
-        if isinstance(error, BrokenPipeError):  # else Python complains again at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        status, line = explain(error)
-        if line:
-            print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
-        return status
-
-
-def connection_parameters(parser, urls):
-    """pika's parameters for each URL of --url, else of $AMQP_URL, else the default."""
-    where, parameters = "--url" if urls else "AMQP_URL", []
-    for url in urls or (os.environ.get("AMQP_URL") or DEFAULT_URL).split(","):
-        scheme, _, rest = url.strip().partition("://")
-        try:  # pika would misread an unencoded / in a password, and print part of it
-            if scheme.lower() not in ("amqp", "amqps"):
-                raise ValueError("a URL starts with amqp:// or amqps://")
-            if re.search("[/?#]", rest.rpartition("@")[0]):
-                raise ValueError("percent-encode / ? # in user name and password (%2F %3F %23)")
-            parameters.append(pika.URLParameters(url.strip()))
-        except Exception as error:  # pika raises ValueError, TypeError, SyntaxError...
-            parser.error(f"bad {where} '{scheme}://{rest.rpartition('@')[2]}': {error}")
-    return parameters
-
-
-def connect(parameters):
-    """Connect to the first broker in the list that answers."""
-    problems = []
-    for params in parameters:
-        where, user = f"{params.host}:{params.port}", params.credentials.username
-        try:
-            return pika.BlockingConnection(params)
-        except exceptions.ProbableAuthenticationError:
-            hint = " (guest may only log in from localhost)" if user == "guest" else ""
-            raise Failure(f"login refused for user {user!r} on {where}: wrong user name or "
-                          f"password{hint}") from None
-        except exceptions.ProbableAccessDeniedError:
-            raise Failure(f"access refused to virtual host {params.virtual_host!r} on {where}: "
-                          f"it does not exist or {user!r} has no permissions there") from None
-        except Exception as error:  # whatever the cause, this broker cannot be used now
-            problems.append(f"{where} ({why_not_connected(error)})")
-    refused = all(problem.endswith("(connection refused)") for problem in problems)
-    hint = "; is RabbitMQ running? See README.md, 'Start a broker'" if refused else ""
-    raise CannotConnect(f"cannot connect to {', '.join(problems)}{hint}")
-
-
-def why_not_connected(error):
-    while True:  # pika wraps the socket's own error, sometimes twice
-        inner = getattr(error, "exception", None) or (error.args and error.args[0])
-        if not isinstance(inner, BaseException):
-            break
-        error = inner
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {error.verify_message}"
-    for kind, words in [
-            (ssl.SSLError, "TLS handshake failed; is it an amqps port?"),
-            (ConnectionRefusedError, "connection refused"),
-            (socket.gaierror, "host name not found"),
-            ((TimeoutError, socket.timeout), "no answer: timed out"),
-            (pika.adapters.utils.connection_workflow.AMQPConnectorStackTimeout,
-             "no AMQP handshake in time: not an AMQP port, or frozen"),
-            ((exceptions.IncompatibleProtocolError, exceptions.StreamLostError),
-             "closed during the AMQP handshake: is it an AMQP port?")]:
-        if isinstance(error, kind):
-            return words
-    return f"{type(error).__name__}: {error}"
-
-
-def declare_queue(connection, channel, args):
-    """The blog's queue_declare for today's brokers, which close the channel (406) or
-    even the connection (541) when they refuse one: returns those to go on with."""
-    try:
-        channel.queue_declare(queue=args.queue, durable=args.durable,
-                              arguments={"x-queue-type": "quorum"} if args.quorum else None)
-    except exceptions.ChannelClosedByBroker as error:
-        if error.reply_code != 406:
-            raise
-        differs = error.reply_text.split(" - ", 1)[-1]
-        for asked, setting, kind, option in [
-                (args.quorum, "'x-queue-type'", "a quorum queue", "--quorum"),
-                (args.durable, "'durable'", "durable", "--durable")]:
-            if asked and setting in differs:
-                raise Failure(f"queue {args.queue!r} exists and is not {kind}, which {option} "
-                              "needs; use another --queue, or delete it (local broker: "
-                              f"broker/rabbitmqctl delete_queue {args.queue})") from None
-        note(f"queue {args.queue!r} already exists with other settings ({differs}); "
-             "using it as it is")
-        channel = connection.channel()
-        channel.queue_declare(queue=args.queue, passive=True)
-    except exceptions.ConnectionClosedByBroker as error:
-        if "transient_nonexcl_queues" not in error.reply_text:
-            raise
-        note(f"this RabbitMQ refuses non-durable queues; declaring {args.queue!r} durable")
-        connection = connect(args.parameters)
-        channel = connection.channel()
-        channel.queue_declare(queue=args.queue, durable=True)
-    return connection, channel
-
-
-def in_words(error):
-    """An error met after connecting, in plain words."""
-    if isinstance(error, (exceptions.ChannelClosedByBroker, exceptions.ConnectionClosedByBroker)):
-        if error.reply_code == 320:  # CONNECTION_FORCED: the broker is shutting down
-            return f"lost the connection to the broker ({error.reply_code} {error.reply_text})"
-        return f"the broker refused: {error.reply_code} {error.reply_text}"
-    if isinstance(error, exceptions.AMQPHeartbeatTimeout):
-        return "the broker stopped answering (missed heartbeats): frozen, or the network is down"
-    if isinstance(error, (exceptions.AMQPConnectionError, ConnectionError)):
-        return f"lost the connection to the broker ({error or type(error).__name__})"
-    if isinstance(error, Failure):
-        return str(error)
-    return f"unexpected {type(error).__name__}: {error} (HELLO_TRACEBACK=1 shows where)"
-
-
-def number(low, high, kind=int):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return value
-    return parse
-
-
-def queue_name(text):
-    if not 0 < len(text.encode()) <= 255:
-        raise argparse.ArgumentTypeError("a queue name is 1 to 255 bytes")
-    return text
-
-
-def shown(body):
-    """The body as the blog shows it: text if it is UTF-8, else the raw bytes."""
-    try:
-        return repr(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        return repr(body)
-
-
-def note(message):
-    print(f"{os.path.basename(sys.argv[0])}: note: {message}", file=sys.stderr)
-# -- End of the shared part --
 
 
 if __name__ == "__main__":
