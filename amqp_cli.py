@@ -91,6 +91,8 @@ def check_url_option(base, name, value):
     """Fail now on a URL option that pika takes but would fail with only while connecting."""
     shown_value = "(not shown: it holds a password)" if "password" in value else repr(value)
     try:
+        if not value:
+            raise ValueError("no value")
         params = pika.URLParameters(f"{base}?{urlencode({name: value})}")
         for seconds in (params.socket_timeout, params.stack_timeout, params.retry_delay,
                         params.blocked_connection_timeout):
@@ -107,6 +109,9 @@ def check_url_option(base, name, value):
             if params.ssl_options:
                 hostname = params.ssl_options.server_hostname or params.host
                 params.ssl_options.context.wrap_socket(sock, server_hostname=hostname).close()
+    except exceptions.UnsupportedAMQPFieldException as error:
+        raise ValueError(f"option {name}={shown_value}: AMQP cannot carry a "
+                         f"{type(error.args[-1]).__name__}") from None
     except Exception as error:
         raise ValueError(f"option {name}={shown_value}: {error}") from None
 
@@ -177,15 +182,20 @@ def declare_queue(connection, channel, args, durable=None):
 
 def use_existing_queue(connection, args, differs):
     """The queue exists with other settings: use it, unless an option needs what it lacks."""
-    for asked, setting, kind, option in [
-            (args.quorum, "'x-queue-type'", "a quorum queue", "--quorum"),
-            (args.stream, "'x-queue-type'", "a stream", "--stream"),
+    if "'durable'" in differs and "current is 'true'" in differs:  # a stream, perhaps: ask
+        try:
+            connection.channel().queue_declare(queue=args.queue, durable=True)
+        except exceptions.ChannelClosedByBroker as error:
+            differs = error.reply_text.split(" - ", 1)[-1]
+    for asked, settings, kind, option in [
+            (args.quorum, "'x-queue-type' 'durable'", "a quorum queue", "--quorum"),
+            (args.stream, "'x-queue-type' 'durable'", "a stream", "--stream"),
             (args.durable, "'durable'", "durable", "--durable")]:
-        if asked and setting in differs:
+        if asked and any(setting in differs for setting in settings.split()):
             raise Failure(f"queue {args.queue!r} exists and is not {kind}, which {option} "
                           "needs; use another --queue, or delete it (local broker: "
                           f"broker/rabbitmqctl delete_queue {args.queue})")
-    args.stream = "current is the value 'stream'" in differs
+    args.stream = re.search("current is (the value )?'stream'", differs) is not None
     note(f"queue {args.queue!r} is a stream; using it as one, as --stream does" if args.stream
          else f"queue {args.queue!r} already exists with other settings ({differs}); "
          "using it as it is")

@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import datetime
 
+import pika
 from pika import exceptions
 
 from amqp_cli import (
@@ -61,6 +62,7 @@ class Worker:
     def __init__(self, args):
         self.args = args
         self.acks = False        # set once the queue is known: a stream needs them too
+        self.credit = 0          # the prefetch: unacknowledged messages we may hold
         self.offset = args.offset or "first"  # in a stream: where the next read starts
         self.done = 0            # messages handled (and acknowledged, when it acks)
         self.cancelled = False   # the broker ended our subscription
@@ -77,8 +79,8 @@ class Worker:
         if self.acks:
             # A worker holds at most this many unacknowledged messages; the rest
             # wait in the queue for other workers (1 = strictly fair dispatch).
-            channel.basic_qos(prefetch_count=min(self.args.prefetch,
-                                                 self.args.count or self.args.prefetch))
+            self.credit = min(self.args.prefetch, (self.args.count or 10**9) - self.done)
+            channel.basic_qos(prefetch_count=self.credit)
 
     def stream_offset(self):
         """A stream keeps every message: each reader says where it starts reading."""
@@ -95,14 +97,20 @@ class Worker:
                   + (" (redelivered)" if method.redelivered else ""))
         if self.args.work:
             ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
-        if self.acks and ch.is_open:  # if not, start_consuming raises why
+        if self.acks and ch.is_open and self.more_wanted():  # if closed, start_consuming says why
             ch.basic_ack(delivery_tag=method.delivery_tag)
         self.done += 1
         if self.args.stream:  # after a reconnect, go on from the next one
-            self.offset = properties.headers["x-stream-offset"] + 1
+            self.offset = pika.compat.long(properties.headers["x-stream-offset"] + 1)
         if self.done == self.args.count:
             # Not at once: a cancel that came during the work must be seen first.
             ch.connection.call_later(0, ch.stop_consuming)
+
+    def more_wanted(self):
+        """A stream's ack only asks for one more message; it removes nothing. Asking for
+        more than --count needs would leave messages to reject, which streams refuse."""
+        return not (self.args.stream and self.args.count) or \
+            self.done + self.credit < self.args.count
 
     def on_cancel(self, method_frame):
         self.cancelled = True
@@ -142,6 +150,8 @@ def lost_connection(error):
     """A restart, a frozen broker or a network failure, which connecting again can mend."""
     if isinstance(error, exceptions.ConnectionClosedByBroker):
         return error.reply_code == 320  # CONNECTION_FORCED: the broker is shutting down
+    if isinstance(error, exceptions.ChannelClosedByBroker):  # a stream, just after a restart
+        return error.reply_code == 404 and "is down or inaccessible" in error.reply_text
     return isinstance(error, (CannotConnect, exceptions.AMQPConnectionError))
 
 
@@ -172,9 +182,10 @@ def parse_args():
     parser.add_argument("--raw", action="store_true",
                         help="print only each body and a newline, bytes as they are")
     args = parse_common(parser)
-    if args.offset is not None and args.quorum:
-        parser.error("argument --offset: reads a stream, not a quorum queue")
-    args.stream = args.stream or args.offset is not None
+    if args.offset is not None:  # an offset is a place in a stream
+        if args.quorum:
+            parser.error("argument --offset: reads a stream, not a quorum queue")
+        args.stream = args.durable = True
     args.info_stream = sys.stderr if args.raw else sys.stdout  # with --raw, stdout has bodies only
     return args
 
@@ -183,7 +194,7 @@ def stream_offset(text):
     if text in ("first", "last", "next") or re.fullmatch(r"[0-9]+[YMDhms]", text):
         return text  # the broker reads an age such as 10m itself
     if re.fullmatch(r"[0-9]{1,18}", text):
-        return int(text)
+        return pika.compat.long(text)  # the broker takes a number only as a 64-bit long
     try:  # an ISO 8601 time; without a time zone, local time
         return datetime.fromisoformat(re.sub("Z$", "+00:00", text)).astimezone()
     except ValueError:

@@ -10,8 +10,9 @@ import os
 import signal
 import subprocess
 import sys
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
+import pika
 import pytest
 
 from helpers import PROJECT, TIMEOUT, one_line_error
@@ -108,6 +109,66 @@ def test_bad_command_line_is_a_usage_error(broker, case):
 
     assert expected in line
     assert broker.message_count("hello") is None  # not even a queue was declared
+
+
+# -- every URL option pika documents: a good value works, a bad one is a usage error ----
+# Bad values include those pika takes while parsing and fails with only while
+# connecting (marked "late"): they must not be blamed on the broker.
+
+URL_OPTIONS = {  # option: (a good value, bad values)
+    "blocked_connection_timeout": ("30", ["-1", "nan"]),           # nan: late
+    "channel_max": ("100", ["70000", "many"]),
+    "client_properties": ("{'connection_name': 'walk'}", ["[1]", "{'x': {1, 2}}"]),  # late
+    "connection_attempts": ("2", ["0"]),
+    "frame_max": ("8192", ["100"]),
+    "heartbeat": ("10", ["-1", "70000", ""]),                       # 70000: late
+    "locale": ("en_US", ["x" * 300]),                               # late
+    "retry_delay": ("0.5", ["-1"]),                                 # late
+    "socket_timeout": ("5", ["0", "nan"]),                          # nan: late
+    "ssl_options": ("{'ca_certs': CA, 'server_hostname': 'localhost'}",
+                    ["{'ca_certs': CA, 'server_hostname': 5}",     # late
+                     f"{{'ca_certs': CA, 'certfile': CA, 'password': '{PASSWORD}'}}"]),
+    "stack_timeout": ("5", ["-3", "inf"]),                          # inf: late
+    "tcp_options": ("{'TCP_KEEPIDLE': 60}", ["{'TCP_KEEPIDLE': 'x'}", "{'TCP_NODELAY': 1}"]),
+}
+
+
+def test_the_walk_covers_every_option_pika_takes_in_a_url():
+    taken = {name.removeprefix("_set_url_") for name in dir(pika.URLParameters)
+             if name.startswith("_set_url_")}
+
+    assert taken == set(URL_OPTIONS)
+
+
+def option_url(broker, name, value):
+    value = value.replace("CA", repr(broker.ca_file))
+    if name != "ssl_options":
+        return url(broker, query=urlencode({name: value}))
+    tls_port = broker.tls_url.rsplit(":", 1)[1].split("/")[0]
+    return url(broker, port=tls_port, host="localhost").replace("amqp:", "amqps:") + \
+        "?" + urlencode({name: value})
+
+
+@pytest.mark.parametrize("name", URL_OPTIONS)
+def test_a_good_url_option_value_works(broker, name):
+    option = option_url(broker, name, URL_OPTIONS[name][0])
+
+    check(broker.send("--url", option, "walk"), 0, sent=1)
+    check(broker.receive("--url", option, "--count", "1"), 0)
+    assert broker.message_count("hello") == 0
+
+
+@pytest.mark.parametrize("name,bad", [(name, bad) for name, (_, bads) in URL_OPTIONS.items()
+                                      for bad in bads])
+def test_a_bad_url_option_value_is_a_usage_error_naming_it(broker, name, bad):
+    option = option_url(broker, name, bad)
+
+    for script in ["send.py", "receive.py"]:
+        line = check(broker.run(script, "--url", option), 2)
+
+        assert f"option {name}=" in line
+        assert "password" in bad or repr(bad.replace("CA", repr(broker.ca_file))) in line
+    assert broker.message_count("hello") is None  # nothing connected to declare it
 
 
 # -- cannot connect: exit 1, saying what happened ----------------------------------

@@ -1,0 +1,148 @@
+"""Streams: a queue that keeps its messages, read from any offset, by any number of readers."""
+import re
+import signal
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from helpers import PROJECT, WAITING, one_line_error
+
+
+def received(result):
+    return [line for line in result.stdout_lines if line.startswith(" [x] Received")]
+
+
+def fill_stream(broker, *bodies, queue="events"):
+    """Each body sent with send.py --stream, each confirmed (so each its own chunk)."""
+    for body in bodies:
+        assert broker.send("--stream", "--queue", queue, body).returncode == 0
+
+
+@pytest.fixture
+def events(broker):
+    """A stream 'events' holding one, two, three; deleted after the test."""
+    fill_stream(broker, "one", "two", "three")
+    yield broker
+    broker.channel().queue_delete("events")
+
+
+def test_read_from_the_first_message(events):
+    result = events.receive("--stream", "--queue", "events", "--count", "3")
+
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert received(result) == [" [x] Received 'one'", " [x] Received 'two'",
+                                " [x] Received 'three'"]
+
+
+@pytest.mark.parametrize("offset,expected", [("1", ["two", "three"]), ("last", ["three"]),
+                                             ("10m", ["one", "two"])])
+def test_read_from_an_offset(events, offset, expected):
+    result = events.receive("--queue", "events", "--offset", offset, "--count",
+                            str(len(expected)))
+
+    assert result.returncode == 0, result.stderr
+    assert received(result) == [f" [x] Received '{body}'" for body in expected]
+
+
+def test_read_from_a_time(events):
+    an_hour_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+
+    result = events.receive("--queue", "events", "--offset", an_hour_ago, "--count", "3")
+
+    assert received(result)[0] == " [x] Received 'one'"
+
+
+def test_two_readers_read_the_same_messages_and_the_stream_keeps_them(events):
+    readers = [events.start("receive.py", "--stream", "--queue", "events", "--count", "3")
+               for _ in range(2)]
+    for reader in readers:
+        assert reader.wait() == 0, reader.stderr
+
+    assert received(readers[0]) == received(readers[1]) and len(received(readers[0])) == 3
+    again = events.receive("--stream", "--queue", "events", "--count", "1")
+    assert received(again) == [" [x] Received 'one'"]
+
+
+def test_next_waits_for_a_new_message_only(events):
+    reader = events.start("receive.py", "--queue", "events", "--offset", "next", "--count", "1")
+    reader.wait_for_line(WAITING)
+
+    fill_stream(events, "four")
+
+    assert reader.wait() == 0
+    assert received(reader) == [" [x] Received 'four'"]
+
+
+def test_a_stream_met_without_stream_is_read_from_the_start_with_a_note(broker):
+    side = broker.channel()
+    side.queue_declare("events", durable=True, arguments={"x-queue-type": "stream"})
+    for body in [b"from C", b"and again"]:  # the C client writes, our script reads
+        subprocess.run(["amqp-publish", "--url", broker.url, "-r", "events", "-b", body],
+                       check=True)
+    try:
+        result = broker.receive("--queue", "events", "--count", "2")
+        sent = broker.send("--queue", "events", "from send.py")
+    finally:
+        broker.channel().queue_delete("events")
+
+    assert result.returncode == 0, result.stderr
+    assert received(result) == [" [x] Received 'from C'", " [x] Received 'and again'"]
+    assert result.stderr_lines == ["receive.py: note: queue 'events' is a stream; using it as "
+                                   "one, as --stream does"]
+    assert sent.returncode == 0 and "is a stream" in sent.stderr
+
+
+def test_stream_asked_of_a_classic_queue_fails_with_the_fix(broker):
+    broker.channel().queue_declare("hello", durable=True)
+
+    for script in ["send.py", "receive.py"]:
+        line = one_line_error(broker.run(script, "--stream"))
+
+        assert "'hello' exists and is not a stream, which --stream needs" in line
+
+
+@pytest.mark.parametrize("args", [["--offset", "soon"], ["--offset", "1", "--quorum"],
+                                  ["--stream", "--quorum"]])
+def test_bad_stream_options_are_usage_errors(broker, args):
+    line = one_line_error(broker.receive(*args), status=2)
+
+    assert "--offset" in line or "not allowed with" in line
+    assert broker.message_count("hello") is None
+
+
+def test_a_reader_goes_on_after_a_broker_restart_without_reading_twice(events):
+    reader = events.start("receive.py", "--stream", "--queue", "events")
+    reader.wait_for_line("Received 'three'")
+
+    events.close_connections()
+    events.node.restart()  # a clean one: after kill -9, 4.3.6 kept the stream down for minutes
+    reader.wait_for_line("reconnected", stderr=True)
+    fill_stream(events, "four")
+
+    reader.wait_for_line("Received 'four'")
+    reader.signal(signal.SIGINT)
+    assert reader.wait() == 0
+    assert [line.split("'")[1] for line in received(reader)] == ["one", "two", "three", "four"]
+
+
+def readme_stream_demo():
+    """The commands and the output of README.md's Streams section."""
+    section = (PROJECT / "README.md").read_text().split("## Streams", 1)[1].split("\n## ")[0]
+    commands, output = re.findall(r"```(?:sh)?\n(.*?)```", section, re.DOTALL)[:2]
+    return [re.split(r"\s+# ", line)[0] for line in commands.splitlines()], output
+
+
+def test_the_readme_stream_demo_works_as_printed(broker):
+    commands, output = readme_stream_demo()
+    shell = "\n".join(command.replace("python ", f"{sys.executable} ", 1)
+                      for command in commands)
+    try:
+        result = subprocess.run(["bash", "-ec", shell], cwd=PROJECT, env=broker.env(),
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        broker.channel().queue_delete("events")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == output
