@@ -109,10 +109,9 @@ def check_url_option(base, name, value):
             if params.ssl_options:
                 hostname = params.ssl_options.server_hostname or params.host
                 params.ssl_options.context.wrap_socket(sock, server_hostname=hostname).close()
-    except exceptions.UnsupportedAMQPFieldException as error:
-        raise ValueError(f"option {name}={shown_value}: AMQP cannot carry a "
-                         f"{type(error.args[-1]).__name__}") from None
     except Exception as error:
+        if isinstance(error, exceptions.UnsupportedAMQPFieldException):
+            error = f"AMQP cannot carry a {type(error.args[-1]).__name__}"
         raise ValueError(f"option {name}={shown_value}: {error}") from None
 
 

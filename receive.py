@@ -1,13 +1,11 @@
 #!/usr/bin/env python
 """Receive messages from a RabbitMQ queue: the blog's receive.py on today's pika.
 
-Usage: python receive.py [--url URL] [--queue NAME] [--count N] [--durable]
-                         [--quorum | --stream [--offset WHERE]]
-                         [--ack] [--prefetch N] [--work SECONDS] [--raw]
+Usage: python receive.py [--url URL] [--queue NAME] [--count N] [--durable] [--quorum |
+                         --stream [--offset WHERE]] [--ack] [--prefetch N] [--work SECONDS] [--raw]
 
-Prints each message as it arrives, until Ctrl+C (or N messages with --count);
-rides out a broker restart. -h explains the options. What send.py needs too
-(connecting, declaring, the error lines) is in amqp_cli.py.
+Prints each message as it arrives, until Ctrl+C (or N messages with --count); rides out a
+broker restart. -h explains the options; amqp_cli.py holds what send.py needs too.
 """
 import argparse
 import re
@@ -18,19 +16,7 @@ from datetime import datetime
 import pika
 from pika import exceptions
 
-from amqp_cli import (
-    CannotConnect,
-    Failure,
-    argument_parser,
-    connect,
-    declare_queue,
-    in_words,
-    note,
-    number,
-    parse_common,
-    run,
-    shown,
-)
+import amqp_cli
 
 
 def main():
@@ -38,21 +24,20 @@ def main():
     worker = Worker(args)
     while True:  # the blog's steps, again after a lost connection
         try:
-            connection = connect(args.parameters)
+            connection = amqp_cli.connect(args.parameters)
             channel = connection.channel()
 
-            connection, channel = declare_queue(connection, channel, args)
+            connection, channel = amqp_cli.declare_queue(connection, channel, args)
 
             worker.prepare(channel)
             channel.basic_consume(queue=args.queue,
                                   on_message_callback=worker.callback,
-                                  auto_ack=not worker.acks,
-                                  arguments=worker.stream_offset())
+                                  auto_ack=not worker.acks, arguments=worker.stream_offset())
 
             print(' [*] Waiting for messages. To exit press CTRL+C', file=args.info_stream)
             channel.start_consuming()
             return worker.finish(connection)
-        except (CannotConnect, exceptions.AMQPError) as error:
+        except (amqp_cli.CannotConnect, exceptions.AMQPError) as error:
             worker.wait_to_reconnect(error)
 
 
@@ -71,7 +56,7 @@ class Worker:
 
     def prepare(self, channel):
         if self.delay:
-            note("reconnected")
+            amqp_cli.note("reconnected")
         self.subscribed, self.delay = True, 0
         channel.add_on_cancel_callback(self.on_cancel)
         # --count: the rest stay in the queue. A stream gives more only as we ack.
@@ -93,7 +78,7 @@ class Worker:
             sys.stdout.buffer.write(body + b"\n")
             sys.stdout.flush()
         else:
-            print(f" [x] Received {shown(body)}"
+            print(f" [x] Received {amqp_cli.shown(body)}"
                   + (" (redelivered)" if method.redelivered else ""))
         if self.args.work:
             ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
@@ -122,12 +107,13 @@ class Worker:
         try:
             connection.channel().queue_declare(queue=self.args.queue, passive=True)
         except exceptions.ChannelClosedByBroker:
-            raise Failure(f"the broker ended the subscription to queue {self.args.queue!r}: "
-                          "the queue was deleted") from None
-        # RabbitMQ 4.3 cancels instead of closing the channel
-        if self.acks and self.done and not self.args.stream:
-            raise Failure(self.timed_out())
-        raise Failure(f"the broker ended the subscription to queue {self.args.queue!r}")
+            raise amqp_cli.Failure(f"{self.ended()}: the queue was deleted") from None
+        if self.acks and self.done and not self.args.stream:  # 4.3 cancels, not closes
+            raise amqp_cli.Failure(self.timed_out())
+        raise amqp_cli.Failure(self.ended())
+
+    def ended(self):
+        return f"the broker ended the subscription to queue {self.args.queue!r}"
 
     def timed_out(self):
         return (f"the broker took back what was not acknowledged within the consumer_timeout "
@@ -137,11 +123,11 @@ class Worker:
         """After a lost connection: wait a little longer each time, then go on."""
         if isinstance(error, exceptions.ChannelClosedByBroker) and \
                 "acknowledgement" in error.reply_text:  # RabbitMQ before 4.3
-            raise Failure(self.timed_out()) from None
+            raise amqp_cli.Failure(self.timed_out()) from None
         if not (self.subscribed and lost_connection(error)):
             raise error
         if not self.delay:
-            note(f"{in_words(error)}; reconnecting")
+            amqp_cli.note(f"{amqp_cli.in_words(error)}; reconnecting")
         self.delay = min(2 * self.delay or 0.5, 10)
         time.sleep(self.delay)
 
@@ -152,7 +138,7 @@ def lost_connection(error):
         return error.reply_code == 320  # CONNECTION_FORCED: the broker is shutting down
     if isinstance(error, exceptions.ChannelClosedByBroker):  # a stream, just after a restart
         return error.reply_code == 404 and "is down or inaccessible" in error.reply_text
-    return isinstance(error, (CannotConnect, exceptions.AMQPConnectionError))
+    return isinstance(error, (amqp_cli.CannotConnect, exceptions.AMQPConnectionError))
 
 
 def explain_receive(error):
@@ -161,27 +147,27 @@ def explain_receive(error):
         return 0, None
     if isinstance(error, OSError) and not isinstance(error, ConnectionError):
         return 1, f"error: cannot write the output: {error.strerror or error}"
-    return 1, f"error: {in_words(error)}"
+    return 1, f"error: {amqp_cli.in_words(error)}"
 
 
 def parse_args():
-    parser = argument_parser("Receive messages from a RabbitMQ queue (the blog's receive.py).",
-                             "queue to receive from")
+    parser = amqp_cli.argument_parser(
+        "Receive messages from a RabbitMQ queue (the blog's receive.py).", "queue to receive from")
     parser.add_argument("--offset", type=stream_offset, metavar="WHERE",
                         help="where to start reading a stream: first (the default), last, next, "
                              "an offset N, a time (ISO 8601) or an age like 10m or 2h")
-    parser.add_argument("--count", type=number(1, 10**9), metavar="N",
+    parser.add_argument("--count", type=amqp_cli.number(1, 10**9), metavar="N",
                         help="exit after N messages; the rest stay in the queue")
     parser.add_argument("--ack", action="store_true",
                         help="ack after the work: a dead worker's message comes back")
-    parser.add_argument("--prefetch", type=number(1, 65535), default=10, metavar="N",
+    parser.add_argument("--prefetch", type=amqp_cli.number(1, 65535), default=10, metavar="N",
                         help="unacked messages a worker holds (default 10; 1 shares long "
                              "tasks strictly fairly, 10 drains 1.5 to 3x faster)")
-    parser.add_argument("--work", type=number(0, 86400, float), default=0, metavar="SECONDS",
-                        help="simulated work per message (default 0)")
+    parser.add_argument("--work", type=amqp_cli.number(0, 86400, float), default=0,
+                        metavar="SECONDS", help="simulated work per message (default 0)")
     parser.add_argument("--raw", action="store_true",
                         help="print only each body and a newline, bytes as they are")
-    args = parse_common(parser)
+    args = amqp_cli.parse_common(parser)
     if args.offset is not None:  # an offset is a place in a stream
         if args.quorum:
             parser.error("argument --offset: reads a stream, not a quorum queue")
@@ -203,4 +189,4 @@ def stream_offset(text):
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, explain_receive))
+    sys.exit(amqp_cli.run(main, explain_receive))

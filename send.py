@@ -7,45 +7,38 @@ Usage: python send.py [--url URL] [--queue NAME] [--durable] [--quorum | --strea
 Exit status 0 means the broker confirmed every message; -h explains the options.
 What receive.py needs too (connecting, declaring, the error lines) is in amqp_cli.py.
 """
+import contextlib
 import logging
 import os
 import re
+import signal
 import sys
 
 import pika
 from pika import exceptions
 
-from amqp_cli import (
-    argument_parser,
-    connect,
-    declare_queue,
-    in_words,
-    note,
-    number,
-    parse_common,
-    run,
-    shown,
-)
+import amqp_cli
 
 
 def main():
     args = parse_args()
-    connection = connect(args.parameters)
+    connection = amqp_cli.connect(args.parameters)
     channel = connection.channel()
 
-    connection, channel = declare_queue(connection, channel, args)
+    connection, channel = amqp_cli.declare_queue(connection, channel, args)
 
     # Publisher confirms: exit 0 means the broker has every message (on disk
     # with --durable), not merely that it left our socket.
     channel.confirm_delivery()
     for body in messages(args):
-        channel.basic_publish(exchange='',
-                              routing_key=args.queue,
-                              body=body,
-                              properties=PERSISTENT if args.durable else None,
-                              mandatory=True)
+        with confirm_deadline(args.timeout):  # pika alone could wait for ever
+            channel.basic_publish(exchange='',
+                                  routing_key=args.queue,
+                                  body=body,
+                                  properties=PERSISTENT if args.durable else None,
+                                  mandatory=True)
         progress.confirmed += 1
-        print(f" [x] Sent {shown(body)}")
+        print(f" [x] Sent {amqp_cli.shown(body)}")
     connection.close()
 
 
@@ -64,16 +57,17 @@ progress = Progress()
 
 
 def parse_args():
-    parser = argument_parser("Send a message to a RabbitMQ queue (the blog's send.py).",
-                             "queue to send to")
+    parser = amqp_cli.argument_parser("Send a message to a RabbitMQ queue (the blog's send.py).",
+                                      "queue to send to")
     parser.add_argument("message", nargs="*", metavar="MESSAGE",
                         help="words of the message (default: Hello World!); a lone - sends "
                              "each line of stdin as one message, an empty line as an empty one")
-    parser.add_argument("--timeout", type=number(0.5, 3600, float), default=10,
+    parser.add_argument("--timeout", type=amqp_cli.number(0.5, 3600, float), default=10,
                         metavar="SECONDS", help="wait at most this long to connect, for a "
                         "confirm, or while the broker blocks publishers (default 10; a "
-                        "frozen broker is noticed within SECONDS + 10)")
-    args = parse_common(parser)
+                        "frozen broker is noticed within SECONDS + 10, a missing confirm within "
+                        "SECONDS + 15)")
+    args = amqp_cli.parse_common(parser)
     progress.from_stdin = args.message == ["-"]
     for params in args.parameters:
         params.socket_timeout = params.stack_timeout = args.timeout
@@ -94,7 +88,26 @@ def messages(args):
         yield body
     progress.all_taken = True
     if progress.taken == 0:
-        note("stdin was empty: nothing sent")
+        amqp_cli.note("stdin was empty: nothing sent")
+
+
+@contextlib.contextmanager
+def confirm_deadline(seconds):
+    """pika waits for a confirm as long as the broker takes, and a quorum queue cut off
+    from its majority never answers: the alarm clock ends that wait."""
+    if not hasattr(signal, "setitimer"):  # Windows: pika's own bounds only
+        yield
+        return
+    signal.signal(signal.SIGALRM, no_confirm_in_time)
+    signal.setitimer(signal.ITIMER_REAL, seconds + 15)  # after pika's own, more exact bounds
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def no_confirm_in_time(signum, frame):
+    raise amqp_cli.Failure("no confirm from the broker within --timeout + 15 s")
 
 
 def remember_blocked_reason(record):
@@ -118,7 +131,8 @@ def explain_send(error):
                        f"could not be written ({error.strerror})")
         return 1, f"error: stdout failed ({error.strerror}); {sent_so_far()}"
     if progress.all_taken and progress.taken == progress.confirmed:
-        return 0, f"note: every message was sent and confirmed; then {in_words(error)}"
+        return 0, ("note: every message was sent and confirmed; then "
+                   f"{amqp_cli.in_words(error)}")
     if isinstance(error, exceptions.NackError):
         why = ("the broker refused the message (nack): the queue is full and rejects new ones, "
                "or it is a quorum queue electing a leader")
@@ -128,7 +142,7 @@ def explain_send(error):
         reason = blocked[-1] if blocked else "a resource alarm"
         why = f"the broker blocked publishers ({reason}) for longer than --timeout"
     else:
-        why = in_words(error)
+        why = amqp_cli.in_words(error)
     # The broker said no to the message in hand (nack, unroutable, channel closed).
     refused = isinstance(error, exceptions.AMQPChannelError)
     return 1, f"error: {why}" + (f"; {sent_so_far(refused)}" if progress.taken else "")
@@ -145,7 +159,5 @@ def sent_so_far(refused=False):
             + f"; resume from line {progress.confirmed + 1}")
 
 
-
-
 if __name__ == "__main__":
-    sys.exit(run(main, explain_send))
+    sys.exit(amqp_cli.run(main, explain_send))

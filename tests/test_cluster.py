@@ -1,7 +1,8 @@
 """When one broker is not enough: a 3-node cluster, a quorum queue, its leader killed."""
+import os
 import signal
 
-from helpers import Broker
+from helpers import Broker, one_line_error
 
 
 def leader_of(cluster, queue):
@@ -64,5 +65,31 @@ def test_send_with_a_url_list_whose_first_node_is_dead_still_delivers(cluster, l
         assert sent.returncode == 0, sent.stderr
         received = broker.receive("--quorum", "--queue", "invoices", "--count", "1", *urls)
         assert received.stdout_lines[1] == " [x] Received 'invoice-1'"
+    finally:
+        broker.end_test()
+
+
+def test_a_quorum_queue_cut_off_from_its_majority_gives_no_confirm_and_send_says_so(cluster,
+                                                                                    lane):
+    """pika alone would wait for the confirm for as long as the majority is away."""
+    alive = [node for node in cluster.nodes if node.is_running()]
+    broker = Broker(alive[0], lane)
+    broker.begin_test()
+    try:
+        assert broker.send("--quorum", "--queue", "stalled", "before").returncode == 0
+        for node in alive[1:]:  # frozen, not dead: the leader still answers heartbeats
+            os.kill(node.beam_pid(), signal.SIGSTOP)
+        try:
+            stalled = broker.start("send.py", "--quorum", "--queue", "stalled", "--timeout",
+                                   "3", "during")
+            stalled.wait(timeout=30)  # --timeout 3 + 15, not the length of the outage
+        finally:
+            for node in alive[1:]:
+                os.kill(node.beam_pid(), signal.SIGCONT)
+
+        line = one_line_error(stalled)
+        assert "no confirm from the broker within --timeout + 15 s" in line
+        assert "the message may or may not be in the queue" in line
+        assert stalled.stdout == ""
     finally:
         broker.end_test()

@@ -230,17 +230,22 @@ def test_queue_exclusive_to_another_connection(broker):
         assert "RESOURCE_LOCKED" in line and "'mine'" in line
 
 
-def test_stream_cannot_be_consumed_without_acks(broker):
+def test_a_stream_met_without_stream_is_read_not_refused(broker):
+    """Before issue 17 this was a PRECONDITION_FAILED error; now the stream is read."""
     broker.channel().queue_delete("events")
     broker.channel().queue_declare("events", durable=True,
                                    arguments={"x-queue-type": "stream"})
-    sent = broker.send("--queue", "events", "e1")
-    check(sent, 0, sent=1)  # a stream takes messages like any queue
+    try:
+        sent = broker.send("--queue", "events", "e1")
+        check(sent, 0, sent=1)  # a stream takes messages like any queue
 
-    line = check(broker.receive("--queue", "events"), 1)
+        received = broker.receive("--queue", "events", "--count", "1")
+        check(received, 0)
+    finally:
+        broker.channel().queue_delete("events")
 
-    assert "PRECONDITION_FAILED" in line
-    broker.channel().queue_delete("events")
+    assert received.stdout_lines[1] == " [x] Received 'e1'"
+    assert "is a stream; using it as one" in received.stderr
 
 
 def test_user_without_write_permission(broker):
