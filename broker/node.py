@@ -105,15 +105,20 @@ class Node:
 
     root: run the node inside that directory with chroot (the Debian 13 root
     with RabbitMQ 4.x); data_dir must then lie inside root.
+    netns: run it (and rabbitmqctl) in that network namespace, listening on host,
+    an address that exists only among the test's namespaces; the node is then
+    named by that address (tests/test_partition.py).
     """
 
-    def __init__(self, data_dir, port=None, name=None, dist_port=None,
-                 root=None, config_lines=(), advanced_config="[].", cookie=None):
+    def __init__(self, data_dir, port=None, name=None, dist_port=None, root=None,
+                 config_lines=(), advanced_config="[].", cookie=None, netns=None, host=None):
         self.data_dir = Path(data_dir).resolve()
         self.root = Path(root).resolve() if root else None
         self.port = port or free_port()
         self.dist_port = dist_port or free_port()
-        self.name = f"{name or f'throwaway-{self.port}'}@localhost"
+        self.netns = netns
+        self.host = host or "127.0.0.1"
+        self.name = f"{name or f'throwaway-{self.port}'}@{host or 'localhost'}"
         self.config_lines = list(config_lines)
         self.advanced_config = advanced_config
         self.cookie = cookie  # nodes of one cluster share their Erlang cookie
@@ -140,10 +145,11 @@ class Node:
     def env(self):
         inside = self.seen_by_node
         env = dict(os.environ)
+        erlang_address = "{" + self.host.replace(".", ",") + "}"
         env.update(
             HOME=inside(self.data_dir),
             RABBITMQ_NODENAME=self.name,
-            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_IP_ADDRESS=self.host,
             RABBITMQ_NODE_PORT=str(self.port),
             RABBITMQ_DIST_PORT=str(self.dist_port),
             RABBITMQ_CTL_DIST_PORT_MIN=str(self.ctl_port),
@@ -153,16 +159,20 @@ class Node:
             RABBITMQ_ENABLED_PLUGINS_FILE=inside(self.data_dir / "enabled_plugins"),
             RABBITMQ_CONFIG_FILE=inside(self.data_dir / "rabbitmq"),
             RABBITMQ_ADVANCED_CONFIG_FILE=inside(self.data_dir / "advanced.config"),
-            ERL_EPMD_ADDRESS="127.0.0.1",
+            ERL_EPMD_ADDRESS="127.0.0.1" if self.netns is None else f"127.0.0.1,{self.host}",
             ERL_CRASH_DUMP=inside(self.data_dir / "erl_crash.dump"),  # not in the cwd
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=f"-kernel inet_dist_use_interface {erlang_address}",
         )
+        if self.netns is not None:
+            env["RABBITMQ_USE_LONGNAME"] = "true"
         return env
 
     def _command(self, program, *args):
         command = [f"{RABBITMQ_BIN}/{program}", *args]
         if self.root is not None:
             command = ["chroot", str(self.root), *command]
+        if self.netns is not None:
+            command = ["ip", "netns", "exec", self.netns, *command]
         return command
 
     def _write_files(self):
@@ -187,7 +197,7 @@ class Node:
         return self.wait_ready(timeout)
 
     def launch(self, detached=False):
-        if answers_amqp(self.port):
+        if answers_amqp(self.port, self.host):
             raise BrokerError(f"port {self.port} is already taken by another broker")
         self._write_files()
         self.mark_log()
@@ -219,9 +229,9 @@ class Node:
             if self.process is not None and self.process.poll() is not None:
                 raise BrokerError(f"RabbitMQ did not start: {self.why_boot_failed()} "
                                   f"(log: {self.log_file})")
-            return self.startup_complete() and answers_amqp(self.port)
+            return self.startup_complete() and answers_amqp(self.port, self.host)
 
-        wait_until(ready, timeout, f"RabbitMQ on 127.0.0.1:{self.port}")
+        wait_until(ready, timeout, f"RabbitMQ on {self.host}:{self.port}")
         return self
 
     def why_boot_failed(self):
@@ -270,7 +280,7 @@ class Node:
         if pid is not None and process_exists(pid):
             os.kill(pid, signum)
             wait_until(lambda: not process_exists(pid), timeout, "RabbitMQ to exit")
-            wait_until(lambda: not port_is_open(self.port), timeout,
+            wait_until(lambda: not port_is_open(self.port, self.host), timeout,
                        f"port {self.port} to close")
         if self.process is not None:  # the rabbitmq-server script that started it
             try:
@@ -300,7 +310,7 @@ class Node:
                 (line.rsplit(None, 1) for line in out.splitlines() if line.strip())}
 
     def url(self, user="guest", password="guest", vhost="%2F", query=""):
-        url = f"amqp://{user}:{password}@127.0.0.1:{self.port}/{vhost}"
+        url = f"amqp://{user}:{password}@{self.host}:{self.port}/{vhost}"
         return f"{url}?{query}" if query else url
 
 

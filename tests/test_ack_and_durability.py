@@ -82,16 +82,19 @@ def test_durable_messages_survive_a_broker_crash_in_order(broker):
 
 
 def test_messages_without_durable_are_gone_after_a_broker_crash(broker):
+    # A queue name of its own: 3.10 may bring back a durable 'hello' whose deletion by the
+    # test before was not yet on disk when the broker was killed.
     for number in range(1, 4):
-        assert broker.send(f"job-{number}").returncode == 0
-    assert broker.message_count("hello") == 3
+        assert broker.send("--queue", "scratch", f"job-{number}").returncode == 0
+    assert broker.message_count("scratch") == 3
 
     broker.crash_and_restart()
 
     if broker.lane.refuses_transient_queues:
-        assert broker.message_count("hello") == 0  # queue made durable, messages were not
+        assert broker.message_count("scratch") == 0  # queue made durable, messages were not
+        broker.channel().queue_delete("scratch")
     else:
-        assert broker.message_count("hello") is None  # gone with their queue
+        assert broker.message_count("scratch") is None  # gone with their queue
 
 
 # -- declaring the queue on today's brokers -------------------------------------

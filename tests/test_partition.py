@@ -1,0 +1,165 @@
+"""A network partition: the quorum queue's leader (or a minority node) cut off from the rest.
+
+Three nodes of the 4.3 lane, each in a network namespace of its own, joined by a bridge
+in the root namespace (addresses in 10.231.0.0/24, which exist only there). The cut is a
+pair of blackhole routes inside the namespaces; send.py and receive.py run in the root
+namespace and reach every node. Run it by itself:
+
+    bash scripts/test.sh --lane rabbitmq4.3 tests/test_partition.py -s
+"""
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from helpers import Broker
+from node import Node
+
+NET = "10.231.0"
+MESSAGES = 200
+CUT_AT = 40        # the message before which the cut begins
+CUT_SECONDS = 20
+TIMEOUT = 2        # send.py --timeout; a confirm is awaited at most TIMEOUT + 15 s
+
+
+def ip(*args, netns=None):
+    command = ["ip", *(["netns", "exec", netns, "ip"] if netns else []), *args]
+    subprocess.run(command, check=True, capture_output=True)
+
+
+class Network:
+    """A bridge in the root namespace and one namespace per node, torn down by close()."""
+
+    def __init__(self, count):
+        tag = str(os.getpid() % 100000)
+        self.bridge = f"hpb{tag}"
+        self.namespaces = [f"hello-part{i}-{tag}" for i in range(1, count + 1)]
+        self.veths = [f"vh{i}x{tag}" for i in range(1, count + 1)]
+        self.cuts = []
+        ip("link", "add", self.bridge, "type", "bridge")
+        ip("addr", "add", f"{NET}.254/24", "dev", self.bridge)
+        ip("link", "set", self.bridge, "up")
+        for number, (netns, veth) in enumerate(zip(self.namespaces, self.veths), 1):
+            ip("netns", "add", netns)
+            ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+            ip("link", "set", veth, "master", self.bridge, "up")
+            ip("addr", "add", f"{NET}.{number}/24", "dev", "eth0", netns=netns)
+            ip("link", "set", "eth0", "up", netns=netns)
+            ip("link", "set", "lo", "up", netns=netns)
+
+    def address(self, number):
+        return f"{NET}.{number}"
+
+    def cut(self, number):
+        """Node `number` and the others no longer reach each other; clients still reach all."""
+        for other in range(1, len(self.namespaces) + 1):
+            if other != number:
+                for a, b in [(number, other), (other, number)]:
+                    ip("route", "add", "blackhole", f"{self.address(b)}/32",
+                       netns=self.namespaces[a - 1])
+                    self.cuts.append((a, b))
+
+    def heal(self):
+        for a, b in self.cuts:
+            ip("route", "del", "blackhole", f"{self.address(b)}/32",
+               netns=self.namespaces[a - 1])
+        self.cuts = []
+
+    def close(self):
+        for netns in self.namespaces:
+            pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in pids:  # epmd, and anything a failed node left
+                try:
+                    os.kill(int(pid), 9)
+                except ProcessLookupError:
+                    pass
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        for link in [*self.veths, self.bridge]:
+            subprocess.run(["ip", "link", "del", link], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def split_cluster(lane, data_dirs):
+    if lane.version != "4.3":
+        pytest.skip("the partition test runs on the rabbitmq4.3 lane")
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("the partition test needs root and ip (iproute2) for network namespaces")
+    network = Network(3)
+    names = [f"part{n}@{network.address(n)}" for n in (1, 2, 3)]
+    config = [*lane.config, "loopback_users = none",
+              "cluster_formation.peer_discovery_backend = classic_config",
+              *[f"cluster_formation.classic_config.nodes.{n} = {name}"
+                for n, name in enumerate(names, 1)]]
+    cookie = os.urandom(16).hex().upper()
+    nodes = [Node(data_dirs(), port=5672, dist_port=25672, name=f"part{n}",
+                  host=network.address(n), netns=network.namespaces[n - 1], root=lane.root,
+                  config_lines=config, cookie=cookie) for n in (1, 2, 3)]
+    try:
+        for node in nodes:
+            node.launch()
+        for node in nodes:
+            node.wait_ready(120)
+        yield network, nodes
+    finally:
+        network.heal()
+        for node in nodes:
+            node.stop()
+        network.close()
+
+
+def send_through_a_cut(broker, network, queue, cut_node, env):
+    """send.py MESSAGES times in a row; the cut lasts CUT_SECONDS from message CUT_AT."""
+    results, healer = {}, None
+    for number in range(1, MESSAGES + 1):
+        if number == CUT_AT:
+            network.cut(cut_node)
+            healer = threading.Timer(CUT_SECONDS, network.heal)
+            healer.start()
+        started = time.monotonic()
+        result = broker.start("send.py", "--quorum", "--queue", queue, "--timeout",
+                              str(TIMEOUT), f"m{number}", env=env)
+        result.wait(timeout=TIMEOUT + 15 + 10)  # fails the test if send.py outlives its bound
+        results[f"m{number}"] = (result.returncode, result.stderr.strip(),
+                                 time.monotonic() - started)
+    healer.join()
+    return results
+
+
+@pytest.mark.parametrize("cut_node", [1, 3], ids=["leader", "minority"])
+def test_nothing_confirmed_is_lost_when_the_network_splits(split_cluster, lane, cut_node):
+    network, nodes = split_cluster
+    broker = Broker(nodes[0], lane)
+    queue = f"split-{cut_node}"
+    env = broker.env(AMQP_URL=",".join(node.url() for node in nodes))
+    try:
+        # Declared through node 1, so led there: cutting node 1 cuts off the leader.
+        receiver = broker.start("receive.py", "--quorum", "--ack", "--queue", queue, env=env)
+        receiver.wait_for_line("Waiting for messages")
+
+        results = send_through_a_cut(broker, network, queue, cut_node, env)
+
+        confirmed = {body for body, (status, _, _) in results.items() if status == 0}
+
+        def received():
+            return [line.split("'")[1] for line in receiver.stdout_lines
+                    if line.startswith(" [x] Received")]
+
+        broker.wait_until(lambda: confirmed <= set(received()), "every confirmed message",
+                          timeout=180)
+        failed = [line for status, line, _ in results.values() if status != 0]
+        print(f"\n{lane.version}, cut node {cut_node} for {CUT_SECONDS} s: sent {MESSAGES}, "
+              f"confirmed {len(confirmed)}, nacked {sum('nack' in f for f in failed)}, "
+              f"unsure {sum('may or may not' in f for f in failed)}, "
+              f"received {len(set(received()))}, duplicates "
+              f"{len(received()) - len(set(received()))}, longest send "
+              f"{max(took for _, _, took in results.values()):.1f} s, receiver notes: "
+              f"{receiver.stderr_lines}")
+        assert all(status in (0, 1) for status, _, _ in results.values())
+        assert all("not sent" in line or "may or may not" in line for line in failed), failed
+        assert len(confirmed) >= MESSAGES // 2  # the majority side kept the queue going
+    finally:
+        broker.end_test()
