@@ -9,7 +9,9 @@ Facts behind the choices (measured, see the project notes):
   rabbitmq when run as root and then the Erlang cookie differs.
 - Every file the node uses lives in its data dir (HOME holds the cookie), so
   nodes never touch /etc/rabbitmq, /var/lib/rabbitmq or each other.
-- Listeners, AMQP and Erlang distribution alike, bind to 127.0.0.1 only.
+- Listeners, AMQP and Erlang distribution alike, bind to 127.0.0.1 only (a node
+  in a test's network namespace binds to its address there, which exists only
+  among those namespaces).
 - Ready means the log says "Server startup complete" and the AMQP port answers
   a protocol header; a boot that fails still exits 0, so we stop waiting as
   soon as the process is gone.
