@@ -92,10 +92,16 @@ def start():
     print(f"RabbitMQ is ready on 127.0.0.1:{PORT}; stop it with: python3 broker/local.py stop")
 
 
+def not_running(node):
+    stale = (f" (removed a stale pid file: process {node.stale_pid} is not this node)"
+             if node.stale_pid else "")
+    print(f"RabbitMQ (this project's) is not running{stale}")
+
+
 def stop():
     node = our_node()
     if not node.is_running():
-        print("RabbitMQ (this project's) is not running")
+        not_running(node)
         return
     node.stop()
     print("RabbitMQ (this project's) stopped")
@@ -119,7 +125,7 @@ def forget_epmd():
 def crash():
     node = our_node()
     if not node.is_running():
-        print("RabbitMQ (this project's) is not running")
+        not_running(node)
         return 1
     node.kill()
     print("RabbitMQ (this project's) killed with SIGKILL; start it again with: "

@@ -18,6 +18,7 @@ Facts behind the choices (measured, see the project notes):
 """
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,6 +80,46 @@ def process_exists(pid):
             return False
 
 
+def is_vm_of(pid, home):
+    """True if the process is an Erlang VM whose home is that node's data dir (each node
+    has its own). A pid file outlives its node (a reboot, an out-of-memory kill) and
+    may then name anyone's process."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            cmdline = file.read()
+    except OSError:
+        return False
+    return b"beam" in cmdline.split(b"\0")[0] and b"\0-home\0%s\0" % home.encode() in cmdline
+
+
+def in_root(root, *command):
+    """The command run with chroot in root, with /proc and /dev mounted there in a mount
+    namespace of its own: the mounts vanish with its last process, whatever kills it,
+    and the host never sees them (unshare makes the namespace's mounts private)."""
+    mount = 'mount -t proc proc "$0/proc" && mount --bind /dev "$0/dev" && exec chroot "$0" "$@"'
+    return ["unshare", "--mount", "sh", "-c", mount, str(root), *command]
+
+
+def mounts_under(path):
+    """Mount points at or below path, as /proc/self/mountinfo lists them."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as mountinfo:
+        points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+                  for line in mountinfo]
+    return [point for point in points if point == path or point.startswith(path + "/")]
+
+
+def remove_tree(path):
+    """shutil.rmtree, which descends into mount points: refuse while anything is mounted
+    below path (a /dev bound there would lose the host's device files)."""
+    if os.path.exists(path):
+        mounted = mounts_under(path)
+        if mounted:
+            raise BrokerError(f"not removing {path}: {mounted[0]} is mounted inside it "
+                              f"(unmount it first: umount -R {mounted[0]})")
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def wait_until(condition, timeout, what, interval=0.05):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -126,6 +167,7 @@ class Node:
         self.cookie = cookie  # nodes of one cluster share their Erlang cookie
         self.ctl_port = min(free_port(), 65500)  # rabbitmqctl's own Erlang node
         self.process = None
+        self.stale_pid = None  # the pid a stale pid file named, once beam_pid removed it
         self._log_mark = 0
 
     # -- paths and environment ------------------------------------------------
@@ -172,7 +214,7 @@ class Node:
     def _command(self, program, *args):
         command = [f"{RABBITMQ_BIN}/{program}", *args]
         if self.root is not None:
-            command = ["chroot", str(self.root), *command]
+            command = in_root(self.root, *command)
         if self.netns is not None:
             command = ["ip", "netns", "exec", self.netns, *command]
         return command
@@ -256,14 +298,20 @@ class Node:
                     lines[-1] if lines else "its log is empty")
 
     def beam_pid(self):
+        """The pid of this node's Erlang VM while it runs, else None. Only a process
+        that is this node counts: a stale pid file is removed (see stale_pid)."""
         try:
-            return int(self.pid_file.read_text().strip())
+            pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
+        if is_vm_of(pid, self.seen_by_node(self.data_dir)):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        self.stale_pid = pid
+        return None
 
     def is_running(self):
-        pid = self.beam_pid()
-        return pid is not None and process_exists(pid)
+        return self.beam_pid() is not None
 
     def stop(self, timeout=60):
         """Clean shutdown: SIGTERM makes the Erlang VM stop the node in order."""
@@ -279,7 +327,7 @@ class Node:
 
     def _signal_and_wait(self, signum, timeout):
         pid = self.beam_pid()  # the pid file goes early in a shutdown: wait for the process
-        if pid is not None and process_exists(pid):
+        if pid is not None:
             os.kill(pid, signum)
             wait_until(lambda: not process_exists(pid), timeout, "RabbitMQ to exit")
             wait_until(lambda: not port_is_open(self.port, self.host), timeout,

@@ -3,21 +3,22 @@
 Debian 13 (trixie) ships rabbitmq-server 4.0.5 and Debian's development suite
 (sid) 4.3.6; neither installs on Debian 12 directly. As root we debootstrap a
 minimal root of that suite once (about 35 s and 450 MB each), cache it outside
-the project, and run nodes inside it with chroot (see node.Node(root=...));
-they listen on the host's loopback like any other.
+the project, and run nodes inside it with chroot, /proc and /dev mounted in a
+private mount namespace (node.in_root); they listen on the host's loopback.
 
     python3 broker/rabbitmq4.py prepare 4.0    # build or reuse the cached root
     python3 broker/rabbitmq4.py prepare 4.3
 
 Standard library only.
 """
-import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from node import BrokerError, in_root, remove_tree
 
 CACHE = Path(os.environ.get("RABBITMQ4_ROOT_CACHE", "/var/cache/hello-rabbitmq"))
 SUITES = {"4.0": "trixie", "4.3": "sid"}  # RabbitMQ version: the Debian suite that ships it
@@ -66,7 +67,7 @@ def prepare(version):
         run("apt-get", "update", "-q")
         run("apt-get", "install", "-y", "-q", "debootstrap")
     partial = root.with_name(root.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    remove_tree(partial)  # what a killed build left; refused if anything is mounted in it
     partial.mkdir(parents=True)
     run("debootstrap", "--variant=minbase", SUITES[version], str(partial), debian_mirror())
     policy = partial / "usr/sbin/policy-rc.d"  # never start services in the root
@@ -74,28 +75,10 @@ def prepare(version):
     policy.chmod(0o755)
     # A minbase root has no /etc/hosts: Erlang then cannot resolve localhost (nxdomain).
     shutil.copy("/etc/hosts", partial / "etc/hosts")
-    with mounted(partial):
-        run("chroot", str(partial), "apt-get", "install", "-y", "-q", "--no-install-recommends",
-            "rabbitmq-server", env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    run(*in_root(partial, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+                 "rabbitmq-server"), env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     partial.rename(root)
     return root
-
-
-@contextlib.contextmanager
-def mounted(root):
-    """/proc and /dev inside the root while nodes run there."""
-    root = Path(root)
-    done = []
-    try:
-        for target, command in [(root / "proc", ["mount", "-t", "proc", "proc"]),
-                                (root / "dev", ["mount", "--bind", "/dev"])]:
-            if not os.path.ismount(target):
-                run(*command, str(target))
-                done.append(target)
-        yield root
-    finally:
-        for target in reversed(done):
-            subprocess.run(["umount", "--lazy", str(target)], check=False)
 
 
 if __name__ == "__main__":
@@ -106,5 +89,7 @@ if __name__ == "__main__":
         sys.exit(f"rabbitmq4.py: {reason}")
     try:
         print(f"RabbitMQ {sys.argv[2]} root ready in {prepare(sys.argv[2])}")
+    except BrokerError as error:
+        sys.exit(f"rabbitmq4.py: {error}")
     except subprocess.CalledProcessError as error:
         sys.exit(f"rabbitmq4.py: {' '.join(error.cmd)} failed (exit status {error.returncode})")

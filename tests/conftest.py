@@ -4,7 +4,6 @@ Every test session starts its own nodes on free loopback ports with data in
 temporary directories, and stops them: never the user's broker on 5672.
 `pytest --lane rabbitmq4.3` runs one lane only.
 """
-import shutil
 import socket
 import tempfile
 import threading
@@ -15,7 +14,7 @@ import trustme
 
 import rabbitmq4
 from helpers import LANES, Broker, make_node
-from node import Cluster, epmd_running, free_port, stop_epmd
+from node import Cluster, epmd_running, free_port, remove_tree, stop_epmd
 
 
 def pytest_addoption(parser):
@@ -43,8 +42,7 @@ def lane(request):
     if reason:
         pytest.skip(reason)
     rabbitmq4.prepare(lane.version)
-    with rabbitmq4.mounted(lane.root):
-        yield lane
+    yield lane
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +57,7 @@ def data_dirs(lane):
 
     yield make
     for path in made:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
 
 
 @pytest.fixture(scope="session")
