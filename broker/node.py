@@ -151,10 +151,12 @@ class Node:
     netns: run it (and rabbitmqctl) in that network namespace, listening on host,
     an address that exists only among the test's namespaces; the node is then
     named by that address (tests/test_partition.py).
+    plugins: the plugins to enable; none by default, so throwaway nodes stay lean.
     """
 
     def __init__(self, data_dir, port=None, name=None, dist_port=None, root=None,
-                 config_lines=(), advanced_config="[].", cookie=None, netns=None, host=None):
+                 config_lines=(), advanced_config="[].", cookie=None, netns=None, host=None,
+                 plugins=()):
         self.data_dir = Path(data_dir).resolve()
         self.root = Path(root).resolve() if root else None
         self.port = port or free_port()
@@ -164,6 +166,7 @@ class Node:
         self.name = f"{name or f'throwaway-{self.port}'}@{host or 'localhost'}"
         self.config_lines = list(config_lines)
         self.advanced_config = advanced_config
+        self.plugins = list(plugins)
         self.cookie = cookie  # nodes of one cluster share their Erlang cookie
         self.ctl_port = min(free_port(), 65500)  # rabbitmqctl's own Erlang node
         self.process = None
@@ -221,7 +224,7 @@ class Node:
 
     def _write_files(self):
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "enabled_plugins").write_text("[].\n")
+        (self.data_dir / "enabled_plugins").write_text(f"[{','.join(self.plugins)}].\n")
         (self.data_dir / "rabbitmq.conf").write_text(
             "".join(line + "\n" for line in self.config_lines))
         (self.data_dir / "advanced.config").write_text(self.advanced_config + "\n")
