@@ -12,7 +12,8 @@
 
 Our node is Debian's rabbitmq-server (installed with apt-get if missing,
 through sudo when not root), listening on 127.0.0.1:5672 only, with all its
-data in .broker/ of this project (git-ignored). Running start twice is fine.
+data in .broker/ of this project (git-ignored), and the web UI (the management
+plugin) on 127.0.0.1:15672 only. Running start twice is fine.
 Standard library only.
 """
 import os
@@ -37,11 +38,20 @@ from node import (
 PROJECT = Path(__file__).resolve().parent.parent
 PORT = 5672
 DIST_PORT = 25672  # Erlang distribution, RabbitMQ's usual choice
+WEB_PORT = 15672  # the management plugin's web UI and HTTP API
+WEB_UI = f"http://localhost:{WEB_PORT}"
 EPMD_MARK = PROJECT / ".broker" / "epmd-started-here"
 
 
-def our_node(dist_port=DIST_PORT):
-    return Node(PROJECT / ".broker", port=PORT, dist_port=dist_port, name="hello")
+def our_node(dist_port=DIST_PORT, web=False):
+    # Learners meet RabbitMQ through the web UI; it listens on loopback only, as AMQP does.
+    settings = dict(plugins=["rabbitmq_management"], config_lines=[
+        "management.tcp.ip = 127.0.0.1", f"management.tcp.port = {WEB_PORT}"]) if web else {}
+    return Node(PROJECT / ".broker", port=PORT, dist_port=dist_port, name="hello", **settings)
+
+
+def web_ui_line():
+    return f"Web UI: {WEB_UI} (user guest, password guest; from this machine only)"
 
 
 def our_cluster():
@@ -70,6 +80,8 @@ def start():
     node = our_node()
     if node.is_running():
         print(f"RabbitMQ (this project's) is already running on 127.0.0.1:{PORT}")
+        if "rabbitmq_management" in (PROJECT / ".broker" / "enabled_plugins").read_text():
+            print(web_ui_line())
         return
     if any(member.is_running() for member in our_cluster().nodes):
         print(f"This project's cluster is running (ports {PORT}-{PORT + 2}); using it")
@@ -82,14 +94,21 @@ def start():
     if answers_amqp(PORT):  # some packages start a system service on install
         print(f"The system's RabbitMQ service answers on localhost:{PORT}; using it")
         return
+    dist_port = DIST_PORT
     if not port_is_free(DIST_PORT):  # another Erlang node (or anything) holds it
-        node = our_node(dist_port=free_port())
-        print(f"Port {DIST_PORT} is taken; our node uses {node.dist_port} for Erlang "
+        dist_port = free_port()
+        print(f"Port {DIST_PORT} is taken; our node uses {dist_port} for Erlang "
               "distribution instead")
+    web = port_is_free(WEB_PORT)  # a listener that cannot bind would fail the whole boot
+    if not web:
+        print(f"Port {WEB_PORT} is taken; our node starts without the web UI")
+    node = our_node(dist_port, web)
     remember_epmd()
     print(f"Starting RabbitMQ on 127.0.0.1:{PORT} (data in .broker/) ...", flush=True)
     node.start(detached=True)
     print(f"RabbitMQ is ready on 127.0.0.1:{PORT}; stop it with: python3 broker/local.py stop")
+    if web:
+        print(web_ui_line())
 
 
 def not_running(node):
