@@ -65,11 +65,15 @@ def running_nodes():
 def ensure_installed():
     if Path(RABBITMQ_BIN, "rabbitmq-server").exists():
         return
-    print("Installing RabbitMQ (Debian's rabbitmq-server) ...", flush=True)
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
     if not shutil.which("apt-get"):
         sys.exit("local.py: RabbitMQ is not installed and this is not Debian/Ubuntu; "
                  "install rabbitmq-server, or run a broker on localhost:5672 (see README.md)")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    # What the package does besides installing, said before it happens.
+    print("Installing RabbitMQ (Debian's rabbitmq-server); on a machine with systemd, Debian "
+          "starts it as a system service, enabled at boot and listening on all interfaces "
+          f"(to stop and disable it: {' '.join(sudo + ['systemctl'])} disable --now "
+          "rabbitmq-server) ...", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for command in (["apt-get", "update", "-q"],
                     ["apt-get", "install", "-y", "-q", "rabbitmq-server"]):

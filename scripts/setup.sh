@@ -11,9 +11,13 @@ need_packages() {
         echo "Please install: ${missing[*]} (this helper knows only Debian/Ubuntu's apt-get)" >&2
         return 1
     fi
-    local sudo=""
+    local sudo="" service=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
-    echo "Installing ${missing[*]} (Debian packages) ..."
+    # What the package does besides installing, said before it happens.
+    [[ " ${missing[*]} " == *" rabbitmq-server "* ]] && service="; on a machine with systemd,\
+ Debian starts rabbitmq-server as a system service, enabled at boot and listening on all\
+ interfaces (to stop and disable it: ${sudo:+sudo }systemctl disable --now rabbitmq-server)"
+    echo "Installing ${missing[*]} (Debian packages)$service ..."
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 }

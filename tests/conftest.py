@@ -2,7 +2,8 @@
 
 Every test session starts its own nodes on free loopback ports with data in
 temporary directories, and stops them: never the user's broker on 5672.
-`pytest --lane rabbitmq4.3` runs one lane only.
+`pytest --lane rabbitmq4.3` runs one lane only. A test that needs no broker (what
+the scripts refuse before connecting) uses `no_broker` and runs once, not per lane.
 """
 import socket
 import tempfile
@@ -13,7 +14,16 @@ import pytest
 import trustme
 
 import rabbitmq4
-from helpers import LANES, Broker, make_node
+from helpers import (
+    FAILED,
+    LANES,
+    Broker,
+    NoBroker,
+    cannot_run,
+    failed,
+    installed_version,
+    make_node,
+)
 from node import Cluster, epmd_running, free_port, remove_tree, stop_epmd
 
 
@@ -22,27 +32,50 @@ def pytest_addoption(parser):
                      help="run only this RabbitMQ lane (may be repeated)")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lanes(*names): run the test on these lanes only")
+
+
 def pytest_collection_modifyitems(config, items):
-    chosen = config.getoption("lane")
-    if chosen:
-        keep = [item for item in items if getattr(item, "callspec", None) is None
-                or item.callspec.params.get("lane", chosen[0]) in chosen]
-        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
-        items[:] = keep
+    """--lane, and @pytest.mark.lanes: a test meant for one lane is not listed on others."""
+    chosen = config.getoption("lane") or list(LANES)
+
+    def wanted(item):
+        lane = item.callspec.params.get("lane") if hasattr(item, "callspec") else None
+        only = item.get_closest_marker("lanes")
+        return lane is None or (lane in chosen and (only is None or lane in only.args))
+
+    keep = [item for item in items if wanted(item)]
+    config.hook.pytest_deselected(items=[item for item in items if not wanted(item)])
+    items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True  # the fixtures' teardown then clears the whole node
+    return report
 
 
 @pytest.fixture(scope="session", params=list(LANES))
 def lane(request):
-    """One RabbitMQ version; the 4.x ones run in a debootstrapped root (root only)."""
+    """One RabbitMQ version; the 4.x ones run in a debootstrapped root (root only).
+    A lane that cannot run here is skipped with the reason (under CI: fails); a lane
+    whose RabbitMQ is not the version it is named after fails, naming what it found."""
     lane = LANES[request.param]
-    if lane.root is None:
-        yield lane
-        return
-    reason = rabbitmq4.why_unavailable(lane.version)
-    if reason:
-        pytest.skip(reason)
-    rabbitmq4.prepare(lane.version)
-    yield lane
+    if lane.root is not None:
+        reason = rabbitmq4.why_unavailable(lane.version)
+        if reason:
+            cannot_run(reason)
+        rabbitmq4.prepare(lane.version)
+    found = installed_version(lane.root)
+    if found is None and lane.root is None:
+        cannot_run(lane.wrong_version(found) + " (scripts/test.sh installs it)")
+    wrong = lane.wrong_version(found)
+    if wrong:
+        pytest.fail(wrong, pytrace=False)
+    return lane
 
 
 @pytest.fixture(scope="session")
@@ -99,13 +132,14 @@ def session_broker(lane, data_dirs, epmd_cleanup):
     node.config_lines += tls_config
     node.start()
     broker = Broker(node, lane)
+    broker.tls_port = tls_port
     broker.tls_url = f"amqps://guest:guest@localhost:{tls_port}/%2F"
     broker.ca_file = str(ca_file)
     yield broker
     node.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one file uses it: it does not idle through the rest
 def strict_session_broker(lane, data_dirs, epmd_cleanup):
     """A node with a 5 s consumer timeout (checked every second) and 1 KiB messages at most."""
     node = make_node(lane, data_dirs(),
@@ -115,7 +149,7 @@ def strict_session_broker(lane, data_dirs, epmd_cleanup):
     node.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(lane, data_dirs, epmd_cleanup):
     """Three nodes of the lane joined into one cluster, on free loopback ports."""
     nodes = Cluster(data_dirs(), [free_port() for _ in range(3)], name="cluster",
@@ -125,18 +159,28 @@ def cluster(lane, data_dirs, epmd_cleanup):
 
 
 @pytest.fixture
-def broker(session_broker):
-    """The session's broker, with queue 'hello' deleted and our processes ended after."""
+def broker(session_broker, request):
+    """The session's broker; after the test, its scripts ended and its queues deleted."""
     session_broker.begin_test()
     yield session_broker
-    session_broker.end_test()
+    session_broker.end_test(failed(request))
 
 
 @pytest.fixture
-def strict_broker(strict_session_broker):
+def strict_broker(strict_session_broker, request):
     strict_session_broker.begin_test()
     yield strict_session_broker
-    strict_session_broker.end_test()
+    strict_session_broker.end_test(failed(request))
+
+
+@pytest.fixture
+def no_broker(tmp_path):
+    """No broker: for what the scripts must refuse before connecting (see NoBroker)."""
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(ca_file)
+    scripts = NoBroker(str(ca_file))
+    yield scripts
+    scripts.close()
 
 
 @pytest.fixture

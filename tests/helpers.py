@@ -2,6 +2,8 @@
 and the broker as the tests see it. Fixtures live in conftest.py."""
 import os
 import queue
+import re
+import socket
 import subprocess
 import sys
 import threading
@@ -10,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pika
+import pytest
 
 import rabbitmq4
-from node import Node, wait_until
+from node import BrokerError, Node, wait_until
 
 PROJECT = Path(__file__).resolve().parent.parent
 TIMEOUT = 30  # seconds: the deadline for any one event we wait for
@@ -40,6 +43,16 @@ class Lane:
         """Before 4.3: any queue, the channel is closed. 4.3: quorum queues only, a cancel."""
         return self.version != "4.3"
 
+    def wrong_version(self, found):
+        """None if found (a version of RabbitMQ) is a release of the lane's, else why not."""
+        if found is None:
+            return f"the RabbitMQ {self.version} lane finds no rabbitmq-server installed" + (
+                f" in {self.root}" if self.root else "")
+        if found.split(".")[:2] != self.version.split("."):
+            return (f"the RabbitMQ {self.version} lane runs RabbitMQ {found}, not "
+                    f"{self.version}.x" + (f" (in {self.root})" if self.root else ""))
+        return None
+
 
 LANES = {
     "rabbitmq3.10": Lane("3.10"),  # Debian 12's rabbitmq-server
@@ -49,6 +62,24 @@ LANES = {
     # 4.3.6 from Debian's development suite, with the broker's own defaults.
     "rabbitmq4.3": Lane("4.3", consumer_timeout_tick="[]."),
 }
+
+
+def installed_version(root=None):
+    """The upstream version of Debian's rabbitmq-server installed (in root, if given):
+    the RabbitMQ that /usr/lib/rabbitmq/bin runs there. None if it is not installed."""
+    admindir = Path(root or "/") / "var" / "lib" / "dpkg"
+    result = subprocess.run(["dpkg-query", f"--admindir={admindir}", "-W", "-f=${Version}",
+                             "rabbitmq-server"], capture_output=True, text=True)
+    match = re.match(r"(?:\d+:)?(\d+(?:\.\d+)+)", result.stdout)  # no epoch, no Debian part
+    return match.group(1) if result.returncode == 0 and match else None
+
+
+def cannot_run(reason):
+    """What cannot run here is skipped with the reason; under CI it is a failure: a CI
+    that skipped a lane would pass having tested less than it says."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"cannot run under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def make_node(lane, data_dir, config_lines=(), **settings):
@@ -162,17 +193,28 @@ def script_env(url, **extra):
     return {k: v for k, v in env.items() if v is not None}
 
 
-class Broker:
-    """A test session's broker as the tests see it: run the scripts, look at the queues."""
+def queues_named(args):
+    """The queue names a script's arguments give (--queue NAME, --queue=NAME), if valid."""
+    names = {value.split("=", 1)[1] if value.startswith("--queue=") else args[i + 1]
+             for i, value in enumerate(args)
+             if value.startswith("--queue=") or (value == "--queue" and i + 1 < len(args))}
+    return {name for name in names if 0 < len(name.encode(errors="surrogateescape")) < 256}
 
-    def __init__(self, node, lane):
-        self.node = node
-        self.lane = lane
-        self.url = node.url()
+
+FAILED = pytest.StashKey[bool]()  # set on a test's item once a phase of it failed
+
+
+def failed(request):
+    """True if the test that requested the fixture failed (for the fixture's teardown)."""
+    return request.node.stash.get(FAILED, False)
+
+
+class Scripts:
+    """send.py and receive.py, run as a user runs them with AMQP_URL set to self.url."""
+
+    def __init__(self, url):
+        self.url = url
         self.scripts = []
-        self._connections = []
-
-    # -- the two scripts, as a user runs them ---------------------------------
 
     def env(self, **extra):
         return script_env(self.url, **extra)
@@ -193,6 +235,56 @@ class Broker:
 
     def receive(self, *args, **kwargs):
         return self.run("receive.py", *args, **kwargs)
+
+    def kill_scripts(self):
+        for script in self.scripts:
+            script.kill()
+        self.scripts = []
+
+
+class NoBroker(Scripts):
+    """No broker at all, for what the scripts must refuse before connecting: AMQP_URL names
+    a loopback port that listens and never answers, and connections() counts what came."""
+
+    def __init__(self, ca_file):
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.tls_port = self._server.getsockname()[1]
+        self.ca_file = ca_file  # a CA certificate, for URLs whose ssl_options name one
+        self._came = 0
+        super().__init__(f"amqp://guest:guest@127.0.0.1:{self.port}/%2F")
+
+    def connections(self):
+        """Connections made to the port so far: the kernel queues each until accepted."""
+        self._server.setblocking(False)
+        while True:
+            try:
+                self._server.accept()[0].close()
+            except BlockingIOError:
+                return self._came
+            self._came += 1
+
+    def close(self):
+        self.kill_scripts()
+        self._server.close()
+
+
+class Broker(Scripts):
+    """A test session's broker as the tests see it: run the scripts, look at the queues."""
+
+    def __init__(self, node, lane):
+        super().__init__(node.url())
+        self.node = node
+        self.lane = lane
+        self.queues = {"hello"}  # the queues the test named: end_test deletes them
+        self._connections = []
+
+    @property
+    def port(self):
+        return self.node.port
+
+    def start(self, script, *args, **kwargs):
+        self.queues |= queues_named(args)
+        return super().start(script, *args, **kwargs)
 
     def no_errors(self, result):
         """Nothing on stderr, but where 'hello' must be durable, the note that says so."""
@@ -250,9 +342,21 @@ class Broker:
     def begin_test(self):
         self._connections = []
         self.scripts = []
+        self.queues = {"hello"}
         self.channel().queue_delete("hello")
 
-    def end_test(self):
-        for script in self.scripts:
-            script.kill()
+    def end_test(self, failed=False):
+        """End the test's scripts and delete the queues it named, passed or failed; after a
+        failure every queue on the node, so that what it left cannot fail the next test."""
+        self.kill_scripts()
+        try:
+            if failed:
+                self.queues |= set(self.node.queue_counts())
+            for name in sorted(self.queues):
+                try:
+                    self.channel().queue_delete(name)
+                except pika.exceptions.ChannelClosedByBroker:
+                    pass  # exclusive to a killed script's connection: it goes with it
+        except (pika.exceptions.AMQPConnectionError, BrokerError):
+            pass  # the node is down (the test killed it); what is on it goes with it
         self.close_connections()

@@ -143,8 +143,8 @@ def test_work_longer_than_the_consumer_timeout_is_never_a_silent_success(strict_
 
 # -- bad input ------------------------------------------------------------------
 
-def test_host_name_that_does_not_resolve(broker):
-    line = one_line_error(broker.send("--url", "amqp://guest:pw@no-such-host.invalid/"))
+def test_host_name_that_does_not_resolve(no_broker):
+    line = one_line_error(no_broker.send("--url", "amqp://guest:pw@no-such-host.invalid/"))
 
     assert "no-such-host.invalid:5672 (host name not found)" in line
 

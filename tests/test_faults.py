@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 import pika
 import pytest
 
-from helpers import PROJECT, TIMEOUT, one_line_error
+from helpers import PROJECT, TIMEOUT, failed, one_line_error
 from node import port_is_open, wait_until
 
 PASSWORD = "Zq9-s3cret-PW"
@@ -37,12 +37,20 @@ def matrix(session_broker):
 
 
 @pytest.fixture
-def broker(matrix):
+def broker(matrix, request):
     matrix.begin_test()
     matrix.url = matrix.matrix_url  # the scripts log in as 'matrix'
     yield matrix
-    matrix.end_test()
+    matrix.end_test(failed(request))
     matrix.url = matrix.node.url()
+
+
+@pytest.fixture
+def no_broker(no_broker):
+    """No broker (checks made before connecting run once, not per lane); AMQP_URL as
+    'matrix', so that its password must not show either."""
+    no_broker.url = url(no_broker)
+    return no_broker
 
 
 def check(result, status, *words, sent=0):
@@ -64,7 +72,7 @@ def check(result, status, *words, sent=0):
 
 
 def url(broker, user="matrix", password=PASSWORD, port=None, host="127.0.0.1", query=""):
-    port = port or broker.node.port
+    port = port or broker.port
     return f"amqp://{user}:{quote(password, safe='')}@{host}:{port}/%2F" + (
         f"?{query}" if query else "")
 
@@ -102,13 +110,13 @@ BAD_COMMAND_LINES = {
 
 
 @pytest.mark.parametrize("case", BAD_COMMAND_LINES)
-def test_bad_command_line_is_a_usage_error(broker, case):
+def test_bad_command_line_is_a_usage_error(no_broker, case):
     args, expected = BAD_COMMAND_LINES[case]
 
-    line = check(broker.run(*args), 2, expected)
+    line = check(no_broker.run(*args), 2, expected)
 
     assert expected in line
-    assert broker.message_count("hello") is None  # not even a queue was declared
+    assert no_broker.connections() == 0  # refused before connecting
 
 
 # -- every URL option pika documents: a good value works, a bad one is a usage error ----
@@ -144,8 +152,7 @@ def option_url(broker, name, value):
     value = value.replace("CA", repr(broker.ca_file))
     if name != "ssl_options":
         return url(broker, query=urlencode({name: value}))
-    tls_port = broker.tls_url.rsplit(":", 1)[1].split("/")[0]
-    return url(broker, port=tls_port, host="localhost").replace("amqp:", "amqps:") + \
+    return url(broker, port=broker.tls_port, host="localhost").replace("amqp:", "amqps:") + \
         "?" + urlencode({name: value})
 
 
@@ -160,43 +167,43 @@ def test_a_good_url_option_value_works(broker, name):
 
 @pytest.mark.parametrize("name,bad", [(name, bad) for name, (_, bads) in URL_OPTIONS.items()
                                       for bad in bads])
-def test_a_bad_url_option_value_is_a_usage_error_naming_it(broker, name, bad):
-    option = option_url(broker, name, bad)
+def test_a_bad_url_option_value_is_a_usage_error_naming_it(no_broker, name, bad):
+    option = option_url(no_broker, name, bad)
 
     for script in ["send.py", "receive.py"]:
-        line = check(broker.run(script, "--url", option), 2)
+        line = check(no_broker.run(script, "--url", option), 2)
 
         assert f"option {name}=" in line
-        assert "password" in bad or repr(bad.replace("CA", repr(broker.ca_file))) in line
-    assert broker.message_count("hello") is None  # nothing connected to declare it
+        assert "password" in bad or repr(bad.replace("CA", repr(no_broker.ca_file))) in line
+    assert no_broker.connections() == 0  # refused before connecting
 
 
 # -- cannot connect: exit 1, saying what happened ----------------------------------
 # (nothing listening, a wrong host, password or vhost: test_hello_world.py and
 # test_connections.py)
 
-def test_empty_amqp_url_is_unset(broker):
+def test_empty_amqp_url_is_unset(no_broker):
     if port_is_open(5672):
         pytest.skip("something listens on localhost:5672; this test must not touch it")
 
-    line = check(broker.send(env=broker.env(AMQP_URL="")), 1)
+    line = check(no_broker.send(env=no_broker.env(AMQP_URL="")), 1)
 
     assert "localhost:5672 (connection refused)" in line
 
 
 @pytest.mark.parametrize("script", ["send.py", "receive.py"])
-def test_a_server_that_never_answers(broker, silent_server, script):
+def test_a_server_that_never_answers(no_broker, silent_server, script):
     args = ["--timeout", "1"] if script == "send.py" else []
-    target = url(broker, port=silent_server, query="stack_timeout=1")
+    target = url(no_broker, port=silent_server, query="stack_timeout=1")
 
-    line = check(broker.run(script, "--url", target, *args), 1)
+    line = check(no_broker.run(script, "--url", target, *args), 1)
 
     assert "no AMQP handshake in time" in line
 
 
 @pytest.mark.parametrize("script", ["send.py", "receive.py"])
-def test_a_server_that_is_not_amqp(broker, http_server, script):
-    line = check(broker.run(script, "--url", url(broker, port=http_server)), 1)
+def test_a_server_that_is_not_amqp(no_broker, http_server, script):
+    line = check(no_broker.run(script, "--url", url(no_broker, port=http_server)), 1)
 
     assert "closed during the AMQP handshake" in line
 
@@ -461,10 +468,10 @@ def test_interrupted_bulk_send_says_where_to_resume(broker):
     assert broker.bodies() == [b"one", b"two"]
 
 
-def test_traceback_switch_shows_where_an_error_comes_from(broker, closed_port):
-    env = broker.env(HELLO_TRACEBACK="1")
+def test_traceback_switch_shows_where_an_error_comes_from(no_broker, closed_port):
+    env = no_broker.env(HELLO_TRACEBACK="1")
 
-    result = broker.send("--url", url(broker, port=closed_port), env=env)
+    result = no_broker.send("--url", url(no_broker, port=closed_port), env=env)
 
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "connection refused" in result.stderr_lines[-1]

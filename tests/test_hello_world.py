@@ -103,11 +103,11 @@ def test_ctrl_c_and_sigterm_close_cleanly_with_status_0(broker, signum):
     broker.wait_until(lambda: broker.message_count("hello") == 1, "the message back")
 
 
-def test_broker_down_gives_one_clear_line_without_the_password(broker, closed_port):
+def test_broker_down_gives_one_clear_line_without_the_password(no_broker, closed_port):
     url = f"amqp://guest:s3cret-pw@127.0.0.1:{closed_port}/%2F"
 
     for script in ["send.py", "receive.py"]:
-        result = broker.run(script, "--url", url)
+        result = no_broker.run(script, "--url", url)
 
         assert result.returncode == 1
         assert result.stdout == ""
@@ -119,8 +119,8 @@ def test_broker_down_gives_one_clear_line_without_the_password(broker, closed_po
 
 
 @pytest.mark.parametrize("script", ["send.py", "receive.py"])
-def test_help_explains_every_option(broker, script):
-    shown = broker.run(script, "-h")
+def test_help_explains_every_option(no_broker, script):
+    shown = no_broker.run(script, "-h")
 
     assert shown.returncode == 0
     options = ["--url", "--queue"] + (["--durable"] if script == "send.py" else

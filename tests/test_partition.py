@@ -15,8 +15,12 @@ import time
 
 import pytest
 
-from helpers import Broker
+from helpers import Broker, cannot_run
 from node import Node
+
+# A lane of its own (the cut needs 4.3's Khepri), and more time than the other tests: 200
+# sends, a 20 s cut, and sends that wait up to --timeout + 15 s each while it lasts.
+pytestmark = [pytest.mark.lanes("rabbitmq4.3"), pytest.mark.timeout(900)]
 
 NET = "10.231.0"
 MESSAGES = 200
@@ -84,10 +88,8 @@ class Network:
 
 @pytest.fixture(scope="module")
 def split_cluster(lane, data_dirs):
-    if lane.version != "4.3":
-        pytest.skip("the partition test runs on the rabbitmq4.3 lane")
     if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("the partition test needs root and ip (iproute2) for network namespaces")
+        cannot_run("the partition test needs root and ip (iproute2) for network namespaces")
     network = Network(3)
     names = [f"part{n}@{network.address(n)}" for n in (1, 2, 3)]
     config = [*lane.config, "loopback_users = none",
