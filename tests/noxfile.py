@@ -5,7 +5,7 @@
 Each version gets its own virtual environment with tests/requirements.txt (so a
 change that needs a newer Python, or another pika, fails here) and runs
 tests/test_hello_world.py against Debian 12's RabbitMQ. A version that is not
-installed is skipped with the reason.
+installed is skipped with the reason; under CI (CI=true) that is a failure.
 """
 import glob
 import os
@@ -32,7 +32,8 @@ def interpreter(version):
 def hello_world(session, version):
     python = interpreter(version)
     if python is None:
-        session.skip(f"Python {version} is not installed here")
+        missing = session.error if os.environ.get("CI") == "true" else session.skip
+        missing(f"Python {version} is not installed here")
     venv = PROJECT / ".nox" / f"py{version}"
     if not (venv / "bin" / "python").exists():
         session.run(python, "-m", "venv", str(venv), external=True)

@@ -103,6 +103,23 @@ def test_a_lane_that_cannot_run_is_skipped_locally_and_fails_under_ci(ci):
         assert "1 skipped" in output
 
 
+@pytest.mark.parametrize("ci", [False, True], ids=["locally", "under CI"])
+def test_a_python_version_that_is_missing_is_skipped_locally_and_fails_under_ci(ci):
+    path = "/usr/bin:/bin"  # no pyenv: Debian 12 itself has Python 3.11 only
+    if shutil.which("python3.9", path=path):
+        cannot_run("python3.9 is installed in /usr/bin")
+    env = {"PATH": path, "PYENV_ROOT": "/nonexistent", **({"CI": "true"} if ci else {})}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "nox", "-f", str(PROJECT / "tests/noxfile.py"), "-s",
+         "hello_world(version='3.9')"], env=env, capture_output=True, text=True,
+        timeout=TIMEOUT)
+
+    assert ("aborted" if ci else "skipped") + ": Python 3.9 is not installed here" \
+        in result.stderr
+    assert result.returncode == (1 if ci else 0), result.stderr
+
+
 # -- a bounded suite -------------------------------------------------------------
 
 def test_a_test_that_hangs_fails_by_name_and_the_run_goes_on(tmp_path):
