@@ -357,6 +357,6 @@ class Broker(Scripts):
                     self.channel().queue_delete(name)
                 except pika.exceptions.ChannelClosedByBroker:
                     pass  # exclusive to a killed script's connection: it goes with it
-        except (pika.exceptions.AMQPConnectionError, BrokerError):
+        except (pika.exceptions.AMQPConnectionError, BrokerError, subprocess.TimeoutExpired):
             pass  # the node is down (the test killed it); what is on it goes with it
         self.close_connections()
