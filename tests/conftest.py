@@ -173,12 +173,18 @@ def strict_broker(strict_session_broker, request):
     strict_session_broker.end_test(failed(request))
 
 
+@pytest.fixture(scope="session")
+def ca_file(tmp_path_factory):
+    """A CA certificate, for URLs whose ssl_options name one."""
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(path)
+    return str(path)
+
+
 @pytest.fixture
-def no_broker(tmp_path):
+def no_broker(ca_file):
     """No broker: for what the scripts must refuse before connecting (see NoBroker)."""
-    ca_file = tmp_path / "ca.pem"
-    trustme.CA().cert_pem.write_to_path(ca_file)
-    scripts = NoBroker(str(ca_file))
+    scripts = NoBroker(ca_file)
     yield scripts
     scripts.close()
 
