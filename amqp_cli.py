@@ -13,13 +13,16 @@ import socket
 import ssl
 import sys
 import traceback
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pika
 from pika import exceptions, spec
-from pika.tcp_socket_opts import _SUPPORTED_TCP_OPTIONS, set_sock_opts
+from pika.tcp_socket_opts import set_sock_opts
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
+# The TCP options pika applies; it only logs a warning for others. pika has no public
+# list of them: tests/test_connections.py fails if pika changes these.
+TCP_OPTIONS = ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT")
 
 
 def argument_parser(description, queue_help):
@@ -42,10 +45,11 @@ def argument_parser(description, queue_help):
     return parser
 
 
-def parse_common(parser):
+def parse_common(parser, **url_defaults):
+    """url_defaults: URL options (socket_timeout=...) for URLs that do not set them."""
     args = parser.parse_args()
     args.durable = args.durable or args.quorum or args.stream
-    args.parameters = connection_parameters(parser, args.url)
+    args.parameters = connection_parameters(parser, args.url, url_defaults)
     return args
 
 
@@ -67,21 +71,25 @@ def queue_name(text):
     return text
 
 
-def connection_parameters(parser, urls):
+def connection_parameters(parser, urls, url_defaults):
     """pika's parameters for each URL of --url, else of $AMQP_URL, else the default."""
     where, parameters = "--url" if urls else "AMQP_URL", []
     for url in urls or (os.environ.get("AMQP_URL") or DEFAULT_URL).split(","):
-        scheme, _, rest = url.strip().partition("://")
-        shown_url = f"{scheme}://{rest.rpartition('@')[2].partition('?')[0]}"
-        try:  # pika would misread an unencoded / in a password, and print part of it
-            if scheme.lower() not in ("amqp", "amqps"):
+        parts = urlsplit(url.strip())  # as pika splits it
+        shown_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        try:
+            if parts.scheme.lower() not in ("amqp", "amqps"):
                 raise ValueError("a URL starts with amqp:// or amqps://")
-            if re.search("[/?#]", rest.rpartition("@")[0]):
-                raise ValueError("percent-encode / ? # in user name and password (%2F %3F %23)")
-            base, _, query = url.strip().partition("?")
-            for name, value in parse_qsl(query, keep_blank_values=True):
+            if not re.fullmatch(r"(.*@)?(\[.*\]|[^:]*)(:[0-9]*)?", parts.netloc):
+                shown_url = f"{parts.scheme}://..."  # a / ? or # in the password cut it short
+                raise ValueError("no port number after the host; percent-encode / ? # in the "
+                                 "user name and password (%2F %3F %23)")
+            options = dict(parse_qsl(parts.query, keep_blank_values=True))
+            base = parts._replace(query="", fragment="").geturl()
+            for name, value in options.items():
                 check_url_option(base, name, value)
-            parameters.append(pika.URLParameters(url.strip()))
+            query = urlencode({**url_defaults, **options})
+            parameters.append(pika.URLParameters(f"{base}?{query}" if query else base))
         except Exception as error:  # pika raises ValueError, TypeError, SyntaxError...
             parser.error(f"bad {where} '{shown_url}': {error}")
     return parameters
@@ -101,7 +109,7 @@ def check_url_option(base, name, value):
         # The frames pika sends while connecting, encoded with these values.
         spec.Connection.StartOk(params.client_properties or {}, "PLAIN", "", params.locale).encode()
         spec.Connection.TuneOk(params.channel_max, params.frame_max, params.heartbeat or 0).encode()
-        unknown = set(params.tcp_options or ()) - set(_SUPPORTED_TCP_OPTIONS)
+        unknown = set(params.tcp_options or ()) - set(TCP_OPTIONS)
         if unknown:
             raise ValueError(f"unknown TCP option {', '.join(sorted(unknown))}")
         with socket.socket() as sock:  # applied as pika would, to a socket that never connects
@@ -115,13 +123,21 @@ def check_url_option(base, name, value):
         raise ValueError(f"option {name}={shown_value}: {error}") from None
 
 
+class Connection(pika.BlockingConnection):
+    """pika's BlockingConnection, remembering which of the URLs it reached."""
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.params = params
+
+
 def connect(parameters):
     """Connect to the first broker in the list that answers."""
     problems = []
     for params in parameters:
         where, user = f"{params.host}:{params.port}", params.credentials.username
         try:
-            return pika.BlockingConnection(params)
+            return Connection(params)
         except exceptions.ProbableAuthenticationError:
             hint = " (guest may only log in from localhost)" if user == "guest" else ""
             raise Failure(f"login refused for user {user!r} on {where}: wrong user name or "
@@ -132,7 +148,8 @@ def connect(parameters):
         except Exception as error:  # whatever the cause, this broker cannot be used now
             problems.append(f"{where} ({why_not_connected(error)})")
     refused = all(problem.endswith("(connection refused)") for problem in problems)
-    hint = "; is RabbitMQ running? See README.md, 'Start a broker'" if refused else ""
+    hint = ("; is RabbitMQ running? Start one with: python3 broker/local.py start "
+            "(docs/broker.md)") if refused else ""
     raise CannotConnect(f"cannot connect to {', '.join(problems)}{hint}")
 
 
@@ -160,7 +177,8 @@ def why_not_connected(error):
 
 def declare_queue(connection, channel, args, durable=None):
     """The blog's queue_declare for today's brokers, which close the channel (406) or
-    even the connection (541) when they refuse one: returns those to go on with."""
+    even the connection (541) when they refuse one. Returns the connection and channel
+    to go on with, and whether the queue is a stream."""
     kind = "quorum" if args.quorum else "stream" if args.stream else None
     durable = args.durable if durable is None else durable
     try:
@@ -169,38 +187,48 @@ def declare_queue(connection, channel, args, durable=None):
     except exceptions.ChannelClosedByBroker as error:
         if error.reply_code != 406:
             raise
-        channel = use_existing_queue(connection, args, error.reply_text.split(" - ", 1)[-1])
+        return connection, *use_existing_queue(connection, args, error.reply_text)
     except exceptions.ConnectionClosedByBroker as error:
         if "transient_nonexcl_queues" not in error.reply_text:
             raise
         note(f"this RabbitMQ refuses non-durable queues; declaring {args.queue!r} durable")
         connection = connect(args.parameters)
         return declare_queue(connection, connection.channel(), args, durable=True)
-    return connection, channel
+    return connection, channel, args.stream
 
 
-def use_existing_queue(connection, args, differs):
+def use_existing_queue(connection, args, reply):
     """The queue exists with other settings: use it, unless an option needs what it lacks."""
-    if "'durable'" in differs and "current is 'true'" in differs:  # a stream, perhaps: ask
+    setting, current = inequivalent(reply)
+    if (setting, current) == ("durable", "'true'"):  # a stream or a quorum queue, perhaps
         try:
             connection.channel().queue_declare(queue=args.queue, durable=True)
         except exceptions.ChannelClosedByBroker as error:
-            differs = error.reply_text.split(" - ", 1)[-1]
-    for asked, settings, kind, option in [
-            (args.quorum, "'x-queue-type' 'durable'", "a quorum queue", "--quorum"),
-            (args.stream, "'x-queue-type' 'durable'", "a stream", "--stream"),
-            (args.durable, "'durable'", "durable", "--durable")]:
-        if asked and any(setting in differs for setting in settings.split()):
+            setting, current = inequivalent(error.reply_text)
+    stream = setting == "x-queue-type" and "'stream'" in current
+    for asked, kind, option in [(args.quorum, "a quorum queue", "--quorum"),
+                                (args.stream, "a stream", "--stream"),
+                                (args.durable and setting == "durable", "durable", "--durable")]:
+        if asked and setting in ("durable", "x-queue-type"):
             raise Failure(f"queue {args.queue!r} exists and is not {kind}, which {option} "
                           "needs; use another --queue, or delete it (local broker: "
                           f"broker/rabbitmqctl delete_queue {args.queue})")
-    args.stream = re.search("current is (the value )?'stream'", differs) is not None
-    note(f"queue {args.queue!r} is a stream; using it as one, as --stream does" if args.stream
-         else f"queue {args.queue!r} already exists with other settings ({differs}); "
-         "using it as it is")
+    note(f"queue {args.queue!r} is a stream; using it as one, as --stream does" if stream
+         else f"queue {args.queue!r} already exists with other settings ({setting} is "
+         f"{current}); using it as it is")
     channel = connection.channel()
     channel.queue_declare(queue=args.queue, passive=True)
-    return channel
+    return channel, stream
+
+
+def inequivalent(reply):
+    """("durable", "'false'") from "PRECONDITION_FAILED - inequivalent arg 'durable' for
+    queue 'q' in vhost '/': received 'true' but current is 'false'"."""
+    found = re.fullmatch(r"PRECONDITION_FAILED - inequivalent arg '([^']*)' for queue .* "
+                         r"in vhost .*: received .* but current is (.*)", reply, re.DOTALL)
+    if not found:
+        raise Failure(f"the broker refused: 406 {reply}")
+    return found.groups()
 
 
 def shown(body):
@@ -219,26 +247,47 @@ class CannotConnect(Failure):
     pass
 
 
+class Exit(Exception):
+    """The end of a run, worded where the script knows what it did: status and line."""
+
+    def __init__(self, status, line):
+        super().__init__(line)
+        self.status, self.line = status, line
+
+
+class Interrupted(BaseException):
+    """Ctrl+C or SIGTERM. Not an Exception: pika catches those in its I/O handlers and
+    would report this as a lost connection."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.status = 128 + signum  # the shell's convention: 130, 143
+
+
+def interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
 def run(main, explain):
     """The error boundary: whatever goes wrong ends as one line on stderr and an exit status."""
     # Each line at once, even through a pipe; text the terminal cannot show, escaped.
     sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
     # Ctrl+C and SIGTERM end the script here, even if started from a shell that
     # ignores SIGINT in background jobs.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupted)
     try:
         main()
-        return 0
-    except (Exception, KeyboardInterrupt) as error:
+        status, line = 0, None
+    except (Exception, Interrupted) as error:
         if os.environ.get("HELLO_TRACEBACK"):
             traceback.print_exc()
-        if isinstance(error, BrokenPipeError):  # else Python complains again at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        status, line = explain(error)
-        if line:
-            print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
-        return status
+        # Nothing more goes to stdout; were it a closed pipe, Python would complain at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status, line = (error.status, error.line) if isinstance(error, Exit) else explain(error)
+    if line:
+        print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
+    return status
 
 
 def in_words(error):

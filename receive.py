@@ -11,10 +11,12 @@ import argparse
 import re
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
-import pika
-from pika import exceptions
+try:
+    import pika
+except ImportError:  # a Python without pika: one line that says what to do
+    sys.exit("receive.py: error: pika is missing; run: pip install -r requirements.txt")
 
 import amqp_cli
 
@@ -27,17 +29,17 @@ def main():
             connection = amqp_cli.connect(args.parameters)
             channel = connection.channel()
 
-            connection, channel = amqp_cli.declare_queue(connection, channel, args)
+            connection, channel, stream = amqp_cli.declare_queue(connection, channel, args)
 
-            worker.prepare(channel)
+            arguments = worker.subscribe(channel, stream)
             channel.basic_consume(queue=args.queue,
                                   on_message_callback=worker.callback,
-                                  auto_ack=not worker.acks, arguments=worker.stream_offset())
+                                  auto_ack=not worker.acks, arguments=arguments)
 
             print(' [*] Waiting for messages. To exit press CTRL+C', file=args.info_stream)
             channel.start_consuming()
             return worker.finish(connection)
-        except (amqp_cli.CannotConnect, exceptions.AMQPError) as error:
+        except (amqp_cli.CannotConnect, pika.exceptions.AMQPError) as error:
             worker.wait_to_reconnect(error)
 
 
@@ -46,56 +48,59 @@ class Worker:
 
     def __init__(self, args):
         self.args = args
-        self.acks = False        # set once the queue is known: a stream needs them too
-        self.credit = 0          # the prefetch: unacknowledged messages we may hold
+        self.left = args.count  # messages still to take from the queue (None: no end)
+        self.held = 0           # messages shown on this connection and not yet acknowledged
         self.offset = args.offset or "first"  # in a stream: where the next read starts
-        self.done = 0            # messages handled (and acknowledged, when it acks)
-        self.cancelled = False   # the broker ended our subscription
+        self.cancelled = False  # the broker ended our subscription
         self.subscribed = False  # once: then a lost connection is worth connecting again
-        self.delay = 0           # seconds before the next reconnect; 0 while connected
+        self.delay = 0          # seconds before the next reconnect; 0 while connected
 
-    def prepare(self, channel):
+    def subscribe(self, channel, stream):
+        """Set up a new channel; returns basic_consume's arguments."""
         if self.delay:
             amqp_cli.note("reconnected")
-        self.subscribed, self.delay = True, 0
+        if stream and self.left:  # read, whatever became of their acknowledgements
+            self.left -= self.held
+        self.held, self.subscribed, self.delay, self.stream = 0, True, 0, stream
         channel.add_on_cancel_callback(self.on_cancel)
         # --count: the rest stay in the queue. A stream gives more only as we ack.
-        self.acks = self.args.ack or self.args.count is not None or self.args.stream
+        self.acks = self.args.ack or self.left is not None or stream
         if self.acks:
-            # A worker holds at most this many unacknowledged messages; the rest
-            # wait in the queue for other workers (1 = strictly fair dispatch).
-            self.credit = min(self.args.prefetch, (self.args.count or 10**9) - self.done)
-            channel.basic_qos(prefetch_count=self.credit)
-
-    def stream_offset(self):
-        """A stream keeps every message: each reader says where it starts reading."""
-        return {"x-stream-offset": self.offset} if self.args.stream else None
+            # A worker holds at most this many unacknowledged messages; the rest wait in
+            # the queue for other workers (1 = strictly fair dispatch), and with --count
+            # the broker never sends more than are still wanted.
+            self.window = min(self.args.prefetch, self.left or self.args.prefetch)
+            channel.basic_qos(prefetch_count=self.window)
+        if not stream:
+            return None
+        # A stream keeps every message: a reader says where it starts. After a reconnect,
+        # it goes on from where it was, even if it started at next, last or 10m.
+        where, self.offset = self.offset, point_in_time(self.offset)
+        return {"x-stream-offset": where}
 
     def callback(self, ch, method, properties, body):
-        if self.cancelled or self.done == self.args.count:
-            return  # not ours any more: it stays in the queue
         if self.args.raw:
             sys.stdout.buffer.write(body + b"\n")
             sys.stdout.flush()
         else:
             print(f" [x] Received {amqp_cli.shown(body)}"
                   + (" (redelivered)" if method.redelivered else ""))
+        self.held += self.acks
         if self.args.work:
             ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
-        if self.acks and ch.is_open and self.more_wanted():  # if closed, start_consuming says why
+        if self.stream:
+            self.offset = properties.headers["x-stream-offset"] + 1
+        if not self.acks or self.cancelled or not ch.is_open:  # start_consuming says why
+            return
+        if self.held == self.left:  # all that was wanted: nothing more may come
+            ch.basic_cancel(method.consumer_tag)
+            ch.basic_ack(delivery_tag=method.delivery_tag, multiple=True)
+            self.left = self.held = 0
+        elif self.left is None or self.left - self.held >= self.window:
+            # With --count, only while the broker cannot send more than are wanted.
             ch.basic_ack(delivery_tag=method.delivery_tag)
-        self.done += 1
-        if self.args.stream:  # after a reconnect, go on from the next one
-            self.offset = pika.compat.long(properties.headers["x-stream-offset"] + 1)
-        if self.done == self.args.count:
-            # Not at once: a cancel that came during the work must be seen first.
-            ch.connection.call_later(0, ch.stop_consuming)
-
-    def more_wanted(self):
-        """A stream's ack only asks for one more message; it removes nothing. Asking for
-        more than --count needs would leave messages to reject, which streams refuse."""
-        return not (self.args.stream and self.args.count) or \
-            self.done + self.credit < self.args.count
+            self.held -= 1
+            self.left = None if self.left is None else self.left - 1
 
     def on_cancel(self, method_frame):
         self.cancelled = True
@@ -106,9 +111,9 @@ class Worker:
             return connection.close()
         try:
             connection.channel().queue_declare(queue=self.args.queue, passive=True)
-        except exceptions.ChannelClosedByBroker:
+        except pika.exceptions.ChannelClosedByBroker:
             raise amqp_cli.Failure(f"{self.ended()}: the queue was deleted") from None
-        if self.acks and self.done and not self.args.stream:  # 4.3 cancels, not closes
+        if self.held and not self.stream:  # 4.3 cancels, not closes
             raise amqp_cli.Failure(self.timed_out())
         raise amqp_cli.Failure(self.ended())
 
@@ -121,29 +126,44 @@ class Worker:
 
     def wait_to_reconnect(self, error):
         """After a lost connection: wait a little longer each time, then go on."""
-        if isinstance(error, exceptions.ChannelClosedByBroker) and \
+        if isinstance(error, pika.exceptions.ChannelClosedByBroker) and \
                 "acknowledgement" in error.reply_text:  # RabbitMQ before 4.3
             raise amqp_cli.Failure(self.timed_out()) from None
         if not (self.subscribed and lost_connection(error)):
             raise error
+        if self.held == self.left:  # --count reached: done, whatever became of the last acks
+            lost = f"{self.held} message(s) may come back, marked (redelivered)"
+            raise amqp_cli.Exit(0, f"note: {amqp_cli.in_words(error)} before the last "
+                                f"acknowledgement; {lost}" if self.held and not self.stream
+                                else None)
         if not self.delay:
             amqp_cli.note(f"{amqp_cli.in_words(error)}; reconnecting")
         self.delay = min(2 * self.delay or 0.5, 10)
         time.sleep(self.delay)
 
 
+def point_in_time(offset):
+    """A stream offset relative to now (next, last, an age such as 10m) as a fixed time."""
+    age = re.fullmatch(r"([0-9]+)([YMDhms])", str(offset))
+    if offset not in ("next", "last") and not age:
+        return offset
+    unit = {"Y": 365 * 86400, "M": 30 * 86400, "D": 86400, "h": 3600, "m": 60, "s": 1}
+    seconds = int(age.group(1)) * unit[age.group(2)] if age else 0
+    return datetime.now().astimezone() - timedelta(seconds=seconds)
+
+
 def lost_connection(error):
     """A restart, a frozen broker or a network failure, which connecting again can mend."""
-    if isinstance(error, exceptions.ConnectionClosedByBroker):
+    if isinstance(error, pika.exceptions.ConnectionClosedByBroker):
         return error.reply_code == 320  # CONNECTION_FORCED: the broker is shutting down
-    if isinstance(error, exceptions.ChannelClosedByBroker):  # a stream, just after a restart
+    if isinstance(error, pika.exceptions.ChannelClosedByBroker):  # a stream, just after a restart
         return error.reply_code == 404 and "is down or inaccessible" in error.reply_text
-    return isinstance(error, (amqp_cli.CannotConnect, exceptions.AMQPConnectionError))
+    return isinstance(error, (amqp_cli.CannotConnect, pika.exceptions.AMQPConnectionError))
 
 
 def explain_receive(error):
     """receive.py's words for an error: (exit status, line)."""
-    if isinstance(error, (BrokenPipeError, KeyboardInterrupt)):  # | head, or Ctrl+C
+    if isinstance(error, (BrokenPipeError, amqp_cli.Interrupted)):  # | head, Ctrl+C, SIGTERM
         return 0, None
     if isinstance(error, OSError) and not isinstance(error, ConnectionError):
         return 1, f"error: cannot write the output: {error.strerror or error}"
@@ -180,7 +200,7 @@ def stream_offset(text):
     if text in ("first", "last", "next") or re.fullmatch(r"[0-9]+[YMDhms]", text):
         return text  # the broker reads an age such as 10m itself
     if re.fullmatch(r"[0-9]{1,18}", text):
-        return pika.compat.long(text)  # the broker takes a number only as a 64-bit long
+        return int(text)  # pika encodes it as a 64-bit long only above 2**31
     try:  # an ISO 8601 time; without a time zone, local time
         return datetime.fromisoformat(re.sub("Z$", "+00:00", text)).astimezone()
     except ValueError:

@@ -1,13 +1,15 @@
 """Many messages in one run: `send.py -` reads stdin, `receive.py --raw` gives them back."""
 import re
+import signal
 import subprocess
+import time
 
 import pytest
 
 from helpers import WAITING, one_line_error
 
 LINES = [b"plain ascii", "你好，世界".encode(), b"", b"tab\tand  spaces ", b"x" * 1_000_000,
-         b"last"]
+         b"caf\xe9 \xff\xfe not UTF-8", b"last"]
 
 
 @pytest.mark.parametrize("durable", [[], ["--durable"]], ids=["transient", "durable"])
@@ -61,23 +63,88 @@ def test_empty_input_sends_nothing_and_says_so(broker):
     assert broker.message_count("hello") == 0
 
 
-def test_broker_stopped_under_a_bulk_send_reports_where_to_resume(broker):
+def told(line, fate):
+    """The line numbers an error line gives for a fate: 'lines 1-4,500, 4,502 sent and ...'."""
+    found = re.search(r"\blines? ([0-9,\- ]+?) " + re.escape(fate), line)
+    numbers = []
+    for span in (found.group(1).split(", ") if found else []):
+        first, _, last = span.replace(",", "").partition("-")
+        numbers += range(int(first), int(last or first) + 1)
+    return numbers
+
+
+def body_numbers(bodies):
+    return [int(body.split(b"-")[1]) for body in bodies]
+
+
+@pytest.mark.parametrize("how", ["stop", "kill -9"])
+def test_broker_gone_under_a_bulk_send_reports_exactly_what_it_has(broker, how):
     lines = b"".join(b"line-%d\n" % number for number in range(1, 20001))
     sender = broker.start("send.py", "-", "--durable", "--queue", "bulk", stdin=lines)
     sender.wait_for_line(" [x] Sent 'line-200'")
 
     broker.close_connections()
-    broker.node.stop()
+    broker.node.stop() if how == "stop" else broker.node.kill()
     try:
         sender.wait()
     finally:
         broker.node.start()
 
     line = one_line_error(sender)
-    confirmed = int(re.search(r"(\d+) lines sent and confirmed", line).group(1))
-    assert f"resume from line {confirmed + 1}" in line
-    assert len(sender.stdout_lines) == confirmed  # a Sent line for each, no more
-    unsure = f"line {confirmed + 1} may or may not be in the queue" in line
-    # Durable and confirmed: every one of them survived the stop, and nothing more.
-    assert broker.message_count("bulk") in ([confirmed, confirmed + 1] if unsure else [confirmed])
-    broker.channel().queue_delete("bulk")
+    confirmed = told(line, "sent and confirmed")
+    unsure = told(line, "may or may not be in the queue")
+    assert confirmed == list(range(1, len(confirmed) + 1)) and len(confirmed) >= 200, line
+    assert unsure == list(range(len(confirmed) + 1, len(confirmed) + len(unsure) + 1)), line
+    assert len(unsure) <= 1000  # never more than the window
+    assert f"resume from line {len(confirmed) + 1:,}" in line
+    assert len(sender.stdout_lines) == len(confirmed)  # a Sent line for each, no more
+    # Durable and confirmed: every one of them survived, and nothing it did not send.
+    in_queue = body_numbers(broker.bodies("bulk"))
+    assert in_queue[:len(confirmed)] == confirmed
+    assert set(in_queue[len(confirmed):]) <= set(unsure)
+
+
+def test_a_nack_in_the_middle_names_the_first_refused_line(broker):
+    broker.channel().queue_declare("bounded", durable=True, arguments={
+        "x-max-length": 100, "x-overflow": "reject-publish"})
+    lines = b"".join(b"line-%d\n" % number for number in range(1, 301))
+
+    sent = broker.send("-", "--queue", "bounded", stdin=lines)
+
+    line = one_line_error(sent)
+    assert "the broker refused line 101 (nack)" in line
+    assert told(line, "sent and confirmed") == list(range(1, 101))
+    assert "resume from line 101" in line
+    assert len(sent.stdout_lines) == 100
+    refused = told(line, "not in the queue (refused)")
+    assert refused[0] == 101 and set(refused) <= set(range(101, 301))
+    assert body_numbers(broker.bodies("bounded")) == list(range(1, 101))
+    broker.channel().queue_delete("bounded")
+
+
+def test_a_pipe_that_pauses_longer_than_three_heartbeats(broker):
+    # --timeout 2: heartbeats every second; the broker drops a connection that misses two.
+    sender = broker.start("send.py", "-", "--timeout", "2", stdin="open")
+    sender.feed(b"before the pause\n")
+    sender.wait_for_line(" [x] Sent 'before the pause'")
+    time.sleep(5)  # the pause is the input itself, as `tail -f` gives it
+    sender.feed(b"after the pause\n")
+    sender.wait_for_line(" [x] Sent 'after the pause'")
+    sender.process.stdin.close()
+
+    assert sender.wait() == 0, sender.stderr
+    assert broker.bodies() == [b"before the pause", b"after the pause"]
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_while_stdin_is_quiet_says_where_to_resume(broker, signum, status):
+    sender = broker.start("send.py", "-", stdin="open")
+    sender.feed(b"one\ntwo\n")
+    sender.wait_for_line(" [x] Sent 'two'")
+
+    sender.signal(signum)
+    sender.wait()
+
+    assert one_line_error(sender, status) == (
+        "send.py: interrupted; lines 1-2 sent and confirmed; resume from line 3")
+    assert broker.bodies() == [b"one", b"two"]

@@ -128,8 +128,8 @@ def test_a_reader_goes_on_after_a_broker_restart_without_reading_twice(events):
 
 
 def readme_stream_demo():
-    """The commands and the output of README.md's Streams section."""
-    section = (PROJECT / "README.md").read_text().split("## Streams", 1)[1].split("\n## ")[0]
+    """The commands and the output of the demo that opens docs/streams.md."""
+    section = (PROJECT / "docs" / "streams.md").read_text()
     commands, output = re.findall(r"```(?:sh)?\n(.*?)```", section, re.DOTALL)[:2]
     return [re.split(r"\s+# ", line)[0] for line in commands.splitlines()], output
 
