@@ -1,6 +1,7 @@
 """The test harness says what it tested: each lane runs the RabbitMQ it is named after, a
-lane that cannot run fails under CI, a hang fails its own test, a failed test leaves no
-queue behind; and installing a broker says what Debian does with it."""
+lane (or a Python version for nox) that cannot run fails under CI, a hang fails its own
+test, a failed test leaves no queue behind; and installing a broker says what Debian does
+with it."""
 import os
 import shutil
 import subprocess
