@@ -3,10 +3,12 @@
 Starts its own throwaway RabbitMQ (as the tests do), measures, prints tables,
 stops the broker. Figures only: nothing here passes or fails on speed.
 
-    bash bench/bench.sh            # the full run (about 20 minutes)
+    bash bench/bench.sh            # the full run (about 25 minutes)
     bash bench/bench.sh --tiny     # tiny sizes, a smoke run (CI)
+    bash bench/bench.sh --only 6   # one section
 """
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -29,15 +31,17 @@ BENCH = PROJECT / "bench"
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument("--only", type=int, action="append", choices=range(1, 7),
+                        metavar="N", help="run section N only (repeat for more)")
     args = parser.parse_args()
     if args.tiny:
         args.sends, args.drain, args.rounds = 3, 300, 1
         args.memory_small, args.memory_large, args.latency = 100, 1000, 20
-        args.bulk, args.loop = 300, 3
+        args.bulk, args.loop, args.network = 300, 3, 30
     else:
         args.sends, args.drain, args.rounds = 20, 100_000, 3
         args.memory_small, args.memory_large, args.latency = 10_000, 1_000_000, 1000
-        args.bulk, args.loop = 100_000, 30
+        args.bulk, args.loop, args.network = 100_000, 30, 20_000
     return args
 
 
@@ -52,15 +56,36 @@ def main():
                   f"Python {sys.version.split()[0]}, {os.cpu_count()} cores", flush=True)
             print("--tiny: a smoke run; at these sizes start-up dominates and the target "
                   "verdicts mean nothing\n" if args.tiny else "", flush=True)
-            bench.one_shot_send(args.sends)
-            bench.drain(args.drain, args.rounds)
-            bench.memory(args.memory_small, args.memory_large)
-            bench.latency(args.latency)
-            bench.bulk_send(args.bulk, args.rounds, args.loop)
+            sections = {
+                1: lambda: bench.one_shot_send(args.sends),
+                2: lambda: bench.drain(args.drain, args.rounds),
+                3: lambda: bench.memory(args.memory_small, args.memory_large),
+                4: lambda: bench.latency(args.latency),
+                5: lambda: bench.bulk_send(args.bulk, args.rounds, args.loop),
+                6: lambda: bench.network(args.network, args.rounds),
+            }
+            for number, section in sections.items():
+                if not args.only or number in args.only:
+                    section()
         finally:
             node.stop()
     if not epmd_was_running:
         stop_epmd()
+
+
+@contextlib.contextmanager
+def delay_proxy(port, delay_ms):
+    """bench/delay_proxy.py in front of 127.0.0.1:port; yields the port it listens on."""
+    proxy = subprocess.Popen([PYTHON, str(BENCH / "delay_proxy.py"), "--delay", str(delay_ms),
+                              f"127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True)
+    try:
+        address = proxy.stdout.readline()
+        if not address:
+            raise RuntimeError(f"delay_proxy.py exited ({proxy.wait()})")
+        yield int(address.rsplit(":", 1)[1])
+    finally:
+        proxy.terminate()
+        proxy.wait()
 
 
 def summary(values, unit="", scale=1.0, digits=0):
@@ -291,6 +316,117 @@ class Bench:
         print(f"   a shell loop of one send.py per message ({loop_count} messages): "
               f"{loop_rate:.1f} msg/s; send.py - is x{speedup:,.0f} "
               f"(target >= 300: {verdict(speedup >= 300)})", flush=True)
+
+    # -- 6. publishing over a network ---------------------------------------------
+
+    PUBLISHERS = {  # short name: what the table calls it
+        "send.py": "(a) send.py -",
+        "confirm": "(b) pika, a confirm awaited per message",
+        "window": "(c) pika, up to 1,000 unconfirmed",
+        "amqp-publish": "(d) amqp-publish -l, no confirms",
+    }
+
+    def network(self, count, rounds, pilot=500, budget=20):
+        """Each publisher on loopback and 10 ms away, transient and durable.
+
+        A slow publisher sends `pilot` lines instead of `count` when `count` would
+        take it longer than `budget` seconds (its first run, of `pilot` lines, tells).
+        """
+        lines_dir = Path(tempfile.mkdtemp(prefix="bench-network-"))
+        for size in {count, min(count, pilot)}:
+            (lines_dir / str(size)).write_bytes(
+                b"".join(b"message-%08d\n" % number for number in range(size)))
+        with delay_proxy(self.node.port, 5) as proxy_port:
+            urls = {"loopback": self.url,
+                    "10 ms": f"amqp://guest:guest@127.0.0.1:{proxy_port}/%2F"}
+            round_trips = {where: self.round_trip(url) for where, url in urls.items()}
+            runs = [(where, kind, who) for where in urls for kind in ("transient", "durable")
+                    for who in self.PUBLISHERS]
+            sizes, rates = {}, {run: [] for run in runs}
+            for round_number in range(rounds):
+                for run in runs if round_number % 2 == 0 else reversed(runs):
+                    where, kind, who = run
+                    size = sizes.get(run, min(count, pilot))
+                    rate = size / self.publish(who, urls[where], kind, size, lines_dir)
+                    if run not in sizes and size < count and count / rate <= budget:
+                        size = count
+                        rate = size / self.publish(who, urls[where], kind, size, lines_dir)
+                    sizes[run] = size
+                    rates[run].append(rate)
+        self.channel.queue_delete("bench-network")
+
+        print(f"\n6. Publishing lines on loopback and 10 ms away, msg/s, median (min-max) over "
+              f"{rounds} rounds, interleaved, [lines per run]")
+        print(f"   10 ms: through bench/delay_proxy.py, 5 ms each way; one request's round trip "
+              f"measured: loopback {round_trips['loopback'] * 1000:.2f} ms, "
+              f"10 ms {round_trips['10 ms'] * 1000:.2f} ms")
+        print(f"   {'':9} {'':40} {'transient':>32} {'durable':>32}")
+        for where in urls:
+            for who, name in self.PUBLISHERS.items():
+                cells = [f"{summary(rates[where, kind, who])} [{sizes[where, kind, who]:,}]"
+                         for kind in ("transient", "durable")]
+                print(f"   {where:9} {name:40} {cells[0]:>32} {cells[1]:>32}")
+
+        def ratio(where, kind, who):
+            return (statistics.median(rates[where, kind, "send.py"])
+                    / statistics.median(rates[where, kind, who]))
+
+        for name, where, who, goal in (
+                ("at 10 ms: send.py - --durable >= 50 x (b)", "10 ms", "confirm", 50),
+                ("on loopback: send.py - --durable >= 5 x (b)", "loopback", "confirm", 5),
+                ("stretch, on loopback: send.py - --durable >= 0.5 x (d)", "loopback",
+                 "amqp-publish", 0.5)):
+            durable = ratio(where, "durable", who)
+            print(f"   target {name}: x{durable:.2f}, {verdict(durable >= goal)} "
+                  f"(transient: x{ratio(where, 'transient', who):.2f})")
+        print(flush=True)
+
+    def publish(self, who, url, kind, count, lines_dir):
+        """Seconds for one publisher to put `count` lines into a fresh queue."""
+        queue, durable = "bench-network", kind == "durable"
+        command = {
+            "send.py": [PYTHON, str(PROJECT / "send.py"), "-", "--queue", queue,
+                        *(["--durable"] if durable else [])],
+            "confirm": [PYTHON, str(BENCH / "raw_publisher.py"), url, queue, "confirm",
+                        *(["durable"] if durable else [])],
+            "window": [PYTHON, str(BENCH / "raw_publisher.py"), url, queue, "window",
+                       *(["durable"] if durable else [])],
+            "amqp-publish": ["amqp-publish", "--url", url, "-r", queue, "-l",
+                             *(["-p"] if durable else [])],
+        }[who]
+        self.channel.queue_delete(queue)
+        if who == "amqp-publish":
+            self.channel.queue_declare(queue, durable=durable)  # it declares nothing
+        with open(lines_dir / str(count), "rb") as stdin:
+            start = time.perf_counter()
+            process = subprocess.Popen(command, stdin=stdin, stdout=subprocess.DEVNULL,
+                                       env=dict(self.env, AMQP_URL=url))
+            # No confirms: only the queue can say when amqp-publish's lines are in.
+            while who == "amqp-publish" and self.message_count(queue) < count:
+                if process.poll() not in (None, 0) or time.perf_counter() - start > 300:
+                    break
+                time.sleep(0.005)
+            if process.wait() != 0:
+                raise RuntimeError(f"{command} failed ({process.returncode})")
+            seconds = time.perf_counter() - start
+        if self.message_count(queue) != count:
+            raise RuntimeError(f"{who}: {self.message_count(queue)} of {count} in the queue")
+        return seconds
+
+    def message_count(self, queue):
+        return self.channel.queue_declare(queue, passive=True).method.message_count
+
+    def round_trip(self, url, times=20):
+        """Median seconds of one request and its reply on a connection to url."""
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        channel = connection.channel()
+        samples = []
+        for _ in range(times):
+            start = time.perf_counter()
+            channel.basic_qos(prefetch_count=1)
+            samples.append(time.perf_counter() - start)
+        connection.close()
+        return statistics.median(samples)
 
 
 if __name__ == "__main__":
