@@ -114,7 +114,7 @@ def test_broker_down_gives_one_clear_line_without_the_password(no_broker, closed
         assert len(result.stderr_lines) == 1, result.stderr
         line = result.stderr_lines[0]
         assert f"127.0.0.1:{closed_port}" in line and "connection refused" in line
-        assert "Start a broker" in line
+        assert "Start one with: python3 broker/local.py start (docs/broker.md)" in line
         assert "s3cret" not in line
 
 
