@@ -39,14 +39,19 @@ def wait_for(condition, what):
         time.sleep(0.2)
 
 
-def messages_shown(web):
-    request = urllib.request.Request(f"{web}/api/queues/%2F/hello", headers={
-        "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+def samples_at_one(web):
+    """How many of the UI's recent figures (one per 5 s) show the queue holding 1 message."""
+    request = urllib.request.Request(
+        f"{web}/api/queues/%2F/hello?lengths_age=60&lengths_incr=5", headers={
+            "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            return json.load(response).get("messages")
+            queue = json.load(response)
     except OSError:
-        return None
+        return 0
+    if queue.get("messages") != 1:
+        return 0
+    return sum(sample["sample"] == 1 for sample in queue["messages_details"]["samples"])
 
 
 class Chromium:
@@ -150,7 +155,8 @@ def main():
             env = dict(os.environ, AMQP_URL=node.url())
             if subprocess.run([sys.executable, str(PROJECT / "send.py")], env=env).returncode:
                 sys.exit("screenshot.py: send.py failed (its error is above)")
-            wait_for(lambda: messages_shown(web) == 1, "the UI to count the message")
+            # A few figures, so that the UI's chart shows the queue going from 0 to 1.
+            wait_for(lambda: samples_at_one(web) >= 3, "the UI to count the message")
             screenshot(web)
         finally:
             node.stop()
