@@ -129,7 +129,7 @@ def test_receive_ends_quietly_on_ctrl_c_and_sigterm(broker, signum):
     receiver.signal(signum)
 
     assert receiver.wait() == 0
-    assert receiver.stderr_lines == []
+    assert broker.no_errors(receiver)
 
 
 # -- URLs as pika takes them ------------------------------------------------------
