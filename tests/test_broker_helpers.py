@@ -8,10 +8,14 @@ import sys
 import pytest
 
 import rabbitmq4
-from helpers import PROJECT, TIMEOUT
+from helpers import PROJECT, TIMEOUT, cannot_run
 from node import BrokerError, in_root, mounts_under, remove_tree, wait_until
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+
+@pytest.fixture
+def root_rights():
+    if os.geteuid() != 0:
+        cannot_run("mounting needs root")
 
 
 @pytest.fixture
@@ -41,8 +45,7 @@ def test_a_stale_pid_file_never_gets_another_process_signalled(project_copy, com
         bystander.wait()
 
 
-@needs_root
-def test_a_left_over_build_is_not_deleted_through_a_mount(tmp_path):
+def test_a_left_over_build_is_not_deleted_through_a_mount(root_rights, tmp_path):
     """A build killed inside the chroot once left the host's /dev bound in it."""
     host_dir = tmp_path / "host-dev"
     host_dir.mkdir()
@@ -64,8 +67,7 @@ def test_a_left_over_build_is_not_deleted_through_a_mount(tmp_path):
                              f"inside it (unmount it first: umount -R {partial}/dev)\n")
 
 
-@needs_root
-def test_remove_tree_removes_a_tree_and_refuses_one_with_a_mount_inside(tmp_path):
+def test_remove_tree_removes_a_tree_and_refuses_one_with_a_mount_inside(root_rights, tmp_path):
     (tmp_path / "plain" / "dev").mkdir(parents=True)
     (tmp_path / "mounted" / "dev").mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", tmp_path / "mounted" / "dev"], check=True)
@@ -82,10 +84,9 @@ def test_remove_tree_removes_a_tree_and_refuses_one_with_a_mount_inside(tmp_path
     assert not (tmp_path / "plain").exists()
 
 
-@needs_root
-def test_mounts_in_a_root_are_never_the_hosts_and_end_with_a_killed_process():
+def test_mounts_in_a_root_are_never_the_hosts_and_end_with_a_killed_process(root_rights):
     if rabbitmq4.why_unavailable("4.0"):
-        pytest.skip(rabbitmq4.why_unavailable("4.0"))
+        cannot_run(rabbitmq4.why_unavailable("4.0"))
     root = rabbitmq4.prepare("4.0")
     process = subprocess.Popen(in_root(root, "sleep", "600"))
     try:
