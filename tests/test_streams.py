@@ -36,8 +36,11 @@ def test_read_from_the_first_message(events):
                                 " [x] Received 'three'"]
 
 
-@pytest.mark.parametrize("offset,expected", [("1", ["two", "three"]), ("last", ["three"]),
-                                             ("10m", ["one", "two"])])
+# A number goes as a plain int (pika encodes it as a 32-bit value below 2**31): every
+# lane takes it, 0 included.
+@pytest.mark.parametrize("offset,expected", [("0", ["one", "two", "three"]),
+                                             ("1", ["two", "three"]), ("2", ["three"]),
+                                             ("last", ["three"]), ("10m", ["one", "two"])])
 def test_read_from_an_offset(events, offset, expected):
     result = events.receive("--queue", "events", "--offset", offset, "--count",
                             str(len(expected)))
