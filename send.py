@@ -110,8 +110,9 @@ def confirmed(what):
     except amqp_cli.Interrupted as error:
         raise amqp_cli.Exit(error.status, f"interrupted; {what} sent and confirmed") from error
     except Exception as error:  # a ' [x] Sent' line that cannot be written, or the close
-        why = error.strerror if isinstance(error, OSError) else amqp_cli.in_words(error)
-        raise amqp_cli.Exit(0, f"note: {what} sent and confirmed; then: {why}") from error
+        why = f"its ' [x] Sent' line could not be written ({error.strerror})" \
+            if isinstance(error, OSError) else amqp_cli.in_words(error)
+        raise amqp_cli.Exit(0, f"note: {what} sent and confirmed, but {why}") from error
 
 
 def explain_send(error, so_far="nothing was sent", what="the message",

@@ -67,7 +67,7 @@ def ensure_installed():
         return
     if not shutil.which("apt-get"):
         sys.exit("local.py: RabbitMQ is not installed and this is not Debian/Ubuntu; "
-                 "install rabbitmq-server, or run a broker on localhost:5672 (see README.md)")
+                 "install rabbitmq-server, or run a broker on localhost:5672 (see docs/broker.md)")
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     # What the package does besides installing, said before it happens.
     print("Installing RabbitMQ (Debian's rabbitmq-server); on a machine with systemd, Debian "

@@ -12,7 +12,7 @@ run() { echo "\$ $*"; "$@"; }
 echo
 echo "\$ python send.py"
 .venv/bin/python send.py
-run broker/rabbitmqctl list_queues || echo "(list_queues needs this project's broker; see README.md)"
+run broker/rabbitmqctl list_queues || echo "(list_queues needs this project's broker; see docs/broker.md)"
 echo "\$ python receive.py --count 1      # without --count it waits for more until Ctrl+C"
 .venv/bin/python receive.py --count 1
 echo
