@@ -35,9 +35,7 @@ def main():
     if args.message == ["-"]:  # each line of stdin a message, many per round trip
         connection.close()
         return Lines(args, connection.params).send()
-    # Publisher confirms: exit 0 means the broker has the message (on disk with
-    # --durable), not merely that it left our socket.
-    channel.confirm_delivery()
+    channel.confirm_delivery()  # exit 0: the broker has it (on disk with --durable)
     with awaiting_confirm(args.timeout):
         channel.basic_publish(exchange='',
                               routing_key=args.queue,
@@ -272,7 +270,7 @@ class Lines:
                           ("may or may not be in the queue", lambda got: got is None)]:
             fates.append(([n for n, _, got, _ in self.flight if has(got)], fate))
         told = ", ".join(f"{line_ranges(numbers)} {fate}" for numbers, fate in fates if numbers)
-        return f"{told or 'nothing sent'}; resume from line {first:,}"
+        return f"{told or 'nothing was sent'}; resume from line {first:,}"
 
 
 def line_ranges(numbers):
