@@ -360,12 +360,12 @@ class Bench:
         print(f"   10 ms: through bench/delay_proxy.py, 5 ms each way; one request's round trip "
               f"measured: loopback {round_trips['loopback'] * 1000:.2f} ms, "
               f"10 ms {round_trips['10 ms'] * 1000:.2f} ms")
-        print(f"   {'':9} {'':40} {'transient':>32} {'durable':>32}")
+        print(f"   {'':9} {'':40} {'transient':>36} {'durable':>36}")
         for where in urls:
             for who, name in self.PUBLISHERS.items():
                 cells = [f"{summary(rates[where, kind, who])} [{sizes[where, kind, who]:,}]"
                          for kind in ("transient", "durable")]
-                print(f"   {where:9} {name:40} {cells[0]:>32} {cells[1]:>32}")
+                print(f"   {where:9} {name:40} {cells[0]:>36} {cells[1]:>36}")
 
         def ratio(where, kind, who):
             return (statistics.median(rates[where, kind, "send.py"])
