@@ -3,7 +3,7 @@
 Starts its own throwaway RabbitMQ (as the tests do), measures, prints tables,
 stops the broker. Figures only: nothing here passes or fails on speed.
 
-    bash bench/bench.sh            # the full run (about 25 minutes)
+    bash bench/bench.sh            # the full run (about 20 minutes)
     bash bench/bench.sh --tiny     # tiny sizes, a smoke run (CI)
     bash bench/bench.sh --only 6   # one section
 """
