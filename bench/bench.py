@@ -332,11 +332,12 @@ class Bench:
         A slow publisher sends `pilot` lines instead of `count` when `count` would
         take it longer than `budget` seconds (its first run, of `pilot` lines, tells).
         """
-        lines_dir = Path(tempfile.mkdtemp(prefix="bench-network-"))
-        for size in {count, min(count, pilot)}:
-            (lines_dir / str(size)).write_bytes(
-                b"".join(b"message-%08d\n" % number for number in range(size)))
-        with delay_proxy(self.node.port, 5) as proxy_port:
+        with tempfile.TemporaryDirectory(prefix="bench-network-") as lines_dir, \
+                delay_proxy(self.node.port, 5) as proxy_port:
+            lines_dir = Path(lines_dir)
+            for size in {count, min(count, pilot)}:
+                (lines_dir / str(size)).write_bytes(
+                    b"".join(b"message-%08d\n" % number for number in range(size)))
             urls = {"loopback": self.url,
                     "10 ms": f"amqp://guest:guest@127.0.0.1:{proxy_port}/%2F"}
             round_trips = {where: self.round_trip(url) for where, url in urls.items()}
