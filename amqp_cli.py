@@ -17,11 +17,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pika
 from pika import exceptions, spec
-from pika.tcp_socket_opts import set_sock_opts
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 # The TCP options pika applies; it only logs a warning for others. pika has no public
-# list of them: tests/test_connections.py fails if pika changes these.
+# list of them: tests/test_ordinary_use.py fails if pika changes these.
 TCP_OPTIONS = ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT")
 
 
@@ -74,21 +73,25 @@ def queue_name(text):
 def connection_parameters(parser, urls, url_defaults):
     """pika's parameters for each URL of --url, else of $AMQP_URL, else the default."""
     where, parameters = "--url" if urls else "AMQP_URL", []
-    for url in urls or (os.environ.get("AMQP_URL") or DEFAULT_URL).split(","):
-        parts = urlsplit(url.strip())  # as pika splits it
-        shown_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    listed = re.split(r",\s*(?=amqps?://)", os.environ.get("AMQP_URL") or DEFAULT_URL, flags=re.I)
+    for url in urls or listed:
+        url, shown_url = url.strip(), "(not shown)"
         try:
+            parts = urlsplit(url)  # as pika splits it
+            shown_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
             if parts.scheme.lower() not in ("amqp", "amqps"):
                 raise ValueError("a URL starts with amqp:// or amqps://")
             if not re.fullmatch(r"(.*@)?(\[.*\]|[^:]*)(:[0-9]*)?", parts.netloc):
                 shown_url = f"{parts.scheme}://..."  # a / ? or # in the password cut it short
                 raise ValueError("no port number after the host; percent-encode / ? # in the "
                                  "user name and password (%2F %3F %23)")
-            options = dict(parse_qsl(parts.query, keep_blank_values=True))
+            options = parse_qsl(parts.query, keep_blank_values=True)
             base = parts._replace(query="", fragment="").geturl()
-            for name, value in options.items():
+            for name, value in options:
+                if [other for other, _ in options].count(name) > 1:
+                    raise ValueError(f"option {name} given more than once")
                 check_url_option(base, name, value)
-            query = urlencode({**url_defaults, **options})
+            query = urlencode({**url_defaults, **dict(options)})
             parameters.append(pika.URLParameters(f"{base}?{query}" if query else base))
         except Exception as error:  # pika raises ValueError, TypeError, SyntaxError...
             parser.error(f"bad {where} '{shown_url}': {error}")
@@ -113,7 +116,8 @@ def check_url_option(base, name, value):
         if unknown:
             raise ValueError(f"unknown TCP option {', '.join(sorted(unknown))}")
         with socket.socket() as sock:  # applied as pika would, to a socket that never connects
-            set_sock_opts(params.tcp_options, sock)
+            for option, number in (params.tcp_options or {}).items():
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), number)
             if params.ssl_options:
                 hostname = params.ssl_options.server_hostname or params.host
                 params.ssl_options.context.wrap_socket(sock, server_hostname=hostname).close()
@@ -166,6 +170,7 @@ def why_not_connected(error):
             (ConnectionRefusedError, "connection refused"),
             (socket.gaierror, "host name not found"),
             ((TimeoutError, socket.timeout), "no answer: timed out"),
+            # Not in pika's documentation; tests/test_ordinary_use.py fails if it goes.
             (pika.adapters.utils.connection_workflow.AMQPConnectorStackTimeout,
              "no AMQP handshake in time: not an AMQP port, or frozen"),
             ((exceptions.IncompatibleProtocolError, exceptions.StreamLostError),
@@ -189,7 +194,9 @@ def declare_queue(connection, channel, args, durable=None):
             raise
         return connection, *use_existing_queue(connection, args, error.reply_text)
     except exceptions.ConnectionClosedByBroker as error:
-        if "transient_nonexcl_queues" not in error.reply_text:
+        if error.reply_code != 541 or not re.match(
+                "INTERNAL_ERROR - Feature `?transient_nonexcl_queues`? is deprecated",
+                error.reply_text):
             raise
         note(f"this RabbitMQ refuses non-durable queues; declaring {args.queue!r} durable")
         connection = connect(args.parameters)
@@ -206,13 +213,12 @@ def use_existing_queue(connection, args, reply):
         except exceptions.ChannelClosedByBroker as error:
             setting, current = inequivalent(error.reply_text)
     stream = setting == "x-queue-type" and "'stream'" in current
-    for asked, kind, option in [(args.quorum, "a quorum queue", "--quorum"),
-                                (args.stream, "a stream", "--stream"),
-                                (args.durable and setting == "durable", "durable", "--durable")]:
-        if asked and setting in ("durable", "x-queue-type"):
-            raise Failure(f"queue {args.queue!r} exists and is not {kind}, which {option} "
-                          "needs; use another --queue, or delete it (local broker: "
-                          f"broker/rabbitmqctl delete_queue {args.queue})")
+    option = "--quorum" if args.quorum else "--stream" if args.stream else "--durable"
+    if setting == "durable" and args.durable or setting == "x-queue-type" and option != "--durable":
+        kind = {"--quorum": "a quorum queue", "--stream": "a stream"}.get(option, "durable")
+        raise Failure(f"queue {args.queue!r} exists and is not {kind}, which {option} needs; "
+                      "use another --queue, or delete it (local broker: "
+                      f"broker/rabbitmqctl delete_queue {args.queue})")
     note(f"queue {args.queue!r} is a stream; using it as one, as --stream does" if stream
          else f"queue {args.queue!r} already exists with other settings ({setting} is "
          f"{current}); using it as it is")

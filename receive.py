@@ -67,9 +67,12 @@ class Worker:
         self.acks = self.args.ack or self.left is not None or stream
         if self.acks:
             # A worker holds at most this many unacknowledged messages; the rest wait in
-            # the queue for other workers (1 = strictly fair dispatch), and with --count
-            # the broker never sends more than are still wanted.
+            # the queue for other workers (1 = strictly fair dispatch). With --count, the
+            # broker never sends more than are still wanted, and with --work each message
+            # is acknowledged after its work, before the next one comes.
             self.window = min(self.args.prefetch, self.left or self.args.prefetch)
+            if self.left and self.args.work:
+                self.window = 1
             channel.basic_qos(prefetch_count=self.window)
         if not stream:
             return None
@@ -79,25 +82,35 @@ class Worker:
         return {"x-stream-offset": where}
 
     def callback(self, ch, method, properties, body):
+        if self.held == self.left:  # a stream's chunk goes on after what was wanted
+            return
         if self.args.raw:
             sys.stdout.buffer.write(body + b"\n")
             sys.stdout.flush()
         else:
             print(f" [x] Received {amqp_cli.shown(body)}"
                   + (" (redelivered)" if method.redelivered else ""))
-        self.held += self.acks
-        if self.args.work:
-            ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
         if self.stream:
             self.offset = properties.headers["x-stream-offset"] + 1
-        if not self.acks or self.cancelled or not ch.is_open:  # start_consuming says why
+        if self.acks:
+            self.held += 1
+        if self.args.work:
+            ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
+        if self.acks:  # once a cancel that came during the work has been seen
+            ch.connection.call_later(0, lambda: self.acknowledge(ch, method))
+
+    def acknowledge(self, ch, method):
+        """The blog's basic_ack; with --count, only while the broker cannot send more
+        than are still wanted, and at the last one, a cancel first."""
+        if self.cancelled or not ch.is_open:  # start_consuming says why
             return
-        if self.held == self.left:  # all that was wanted: nothing more may come
+        if self.held == self.left and self.stream:  # unread ones of the chunk stay
+            ch.stop_consuming()
+        elif self.held == self.left:
             ch.basic_cancel(method.consumer_tag)
             ch.basic_ack(delivery_tag=method.delivery_tag, multiple=True)
             self.left = self.held = 0
         elif self.left is None or self.left - self.held >= self.window:
-            # With --count, only while the broker cannot send more than are wanted.
             ch.basic_ack(delivery_tag=method.delivery_tag)
             self.held -= 1
             self.left = None if self.left is None else self.left - 1
@@ -126,16 +139,17 @@ class Worker:
 
     def wait_to_reconnect(self, error):
         """After a lost connection: wait a little longer each time, then go on."""
-        if isinstance(error, pika.exceptions.ChannelClosedByBroker) and \
-                "acknowledgement" in error.reply_text:  # RabbitMQ before 4.3
+        if isinstance(error, pika.exceptions.ChannelClosedByBroker) and re.match(
+                "PRECONDITION_FAILED - delivery acknowledgement on channel [0-9]+ timed out",
+                error.reply_text):  # RabbitMQ before 4.3
             raise amqp_cli.Failure(self.timed_out()) from None
-        if not (self.subscribed and lost_connection(error)):
-            raise error
-        if self.held == self.left:  # --count reached: done, whatever became of the last acks
+        if self.held == self.left:  # --count reached: whatever the error, the run is done
             lost = f"{self.held} message(s) may come back, marked (redelivered)"
             raise amqp_cli.Exit(0, f"note: {amqp_cli.in_words(error)} before the last "
                                 f"acknowledgement; {lost}" if self.held and not self.stream
                                 else None)
+        if not (self.subscribed and lost_connection(error)):
+            raise error
         if not self.delay:
             amqp_cli.note(f"{amqp_cli.in_words(error)}; reconnecting")
         self.delay = min(2 * self.delay or 0.5, 10)
@@ -157,7 +171,9 @@ def lost_connection(error):
     if isinstance(error, pika.exceptions.ConnectionClosedByBroker):
         return error.reply_code == 320  # CONNECTION_FORCED: the broker is shutting down
     if isinstance(error, pika.exceptions.ChannelClosedByBroker):  # a stream, just after a restart
-        return error.reply_code == 404 and "is down or inaccessible" in error.reply_text
+        return re.fullmatch("NOT_FOUND - home node .* is down or inaccessible|PRECONDITION_FAILED"
+                            " - stream queue .* does not have a running replica on the local node",
+                            error.reply_text, re.DOTALL) is not None
     return isinstance(error, (amqp_cli.CannotConnect, pika.exceptions.AMQPConnectionError))
 
 

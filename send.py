@@ -24,8 +24,13 @@ except ImportError:  # a Python without pika: one line that says what to do
 
 import amqp_cli
 
+NOT_SENT, UNSURE, CONFIRMED = ("nothing was sent", "the message may or may not be in the queue",
+                               "the message was sent and confirmed")
+fate = NOT_SENT  # what the broker has of the message: the error line says it
+
 
 def main():
+    global fate
     args = parse_args()
     connection = amqp_cli.connect(args.parameters)
     channel = connection.channel()
@@ -33,18 +38,16 @@ def main():
     connection, channel, _ = amqp_cli.declare_queue(connection, channel, args)
 
     if args.message == ["-"]:  # each line of stdin a message, many per round trip
-        connection.close()
-        return Lines(args, connection.params).send()
+        return Lines(args, connection).send()
     channel.confirm_delivery()  # exit 0: the broker has it (on disk with --durable)
-    with awaiting_confirm(args.timeout):
-        channel.basic_publish(exchange='',
-                              routing_key=args.queue,
-                              body=args.body,
+    fate = UNSURE
+    with alarm_clock(args.timeout):  # pika alone waits for a confirm as long as it takes
+        channel.basic_publish(exchange='', routing_key=args.queue, body=args.body,
                               properties=PERSISTENT if args.durable else None,
                               mandatory=True)
-    with confirmed("the message was"):
-        print(f" [x] Sent {amqp_cli.shown(args.body)}")
-        connection.close()
+    fate = CONFIRMED
+    print(f" [x] Sent {amqp_cli.shown(args.body)}")
+    connection.close()
 
 
 PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
@@ -65,6 +68,8 @@ def parse_args():
     args = amqp_cli.parse_common(parser, socket_timeout=timeout, stack_timeout=timeout,
                                  blocked_connection_timeout=timeout,
                                  heartbeat=max(1, round(timeout / 2)))
+    if args.message == ["-"] and sys.stdin is None:  # fd 0 would be the broker's socket
+        parser.error("- reads stdin, which is closed")
     # os.fsencode gives back the very bytes of the command line.
     args.body = os.fsencode(" ".join(args.message)) if args.message else b"Hello World!"
     return args
@@ -75,47 +80,37 @@ class NoConfirm(BaseException):
 
 
 @contextlib.contextmanager
-def awaiting_confirm(timeout):
-    """pika waits for a confirm as long as the broker takes (a quorum queue cut off from
-    its majority never answers): an alarm clock ends the wait, after pika's own bounds."""
-    if hasattr(signal, "setitimer"):  # not on Windows: pika's own bounds only
-        signal.signal(signal.SIGALRM, no_confirm_yet)
-        signal.setitimer(signal.ITIMER_REAL, timeout + 15)
+def alarm_clock(timeout):
+    """A quorum queue cut off from its majority never confirms: give up after pika's
+    own, more exact bounds (not on Windows, which has no SIGALRM)."""
+    if not hasattr(signal, "setitimer"):
+        yield
+        return
+    signal.signal(signal.SIGALRM, no_confirm_in_time)
+    signal.setitimer(signal.ITIMER_REAL, timeout + 15)
     try:
         yield
-    except (Exception, NoConfirm, amqp_cli.Interrupted) as error:
-        # A nack, a return or a closed channel: the broker said no to this message.
-        fate = "is not in the queue" if isinstance(error, exceptions.AMQPChannelError) \
-            else "may or may not be in the queue"
-        raise amqp_cli.Exit(*explain_send(error, f"the message {fate}")) from error
     finally:
-        if hasattr(signal, "setitimer"):
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def no_confirm_yet(signum, frame):
-    while frame and not frame.f_globals["__name__"].startswith("pika."):
-        frame = frame.f_back
-    if frame:  # pika is still waiting; once basic_publish has returned, it is confirmed
+def no_confirm_in_time(signum, frame):
+    if fate == UNSURE:  # else the confirm came just in time
         raise NoConfirm()
 
 
-@contextlib.contextmanager
-def confirmed(what):
-    """After the confirm, nothing can unsend it; sending it again would duplicate it."""
-    try:
-        yield
-    except amqp_cli.Interrupted as error:
-        raise amqp_cli.Exit(error.status, f"interrupted; {what} sent and confirmed") from error
-    except Exception as error:  # a ' [x] Sent' line that cannot be written, or the close
+def explain_send(error, so_far=None, what="the message",
+                 blocked="a resource alarm: low on memory or disk"):
+    """send.py's words for an error: (exit status, line). so_far: what the broker has."""
+    if so_far is None and fate == CONFIRMED:  # nothing can unsend it; sending again duplicates
+        if isinstance(error, amqp_cli.Interrupted):
+            return error.status, f"interrupted; {CONFIRMED}"
         why = f"its ' [x] Sent' line could not be written ({error.strerror})" \
             if isinstance(error, OSError) else amqp_cli.in_words(error)
-        raise amqp_cli.Exit(0, f"note: {what} sent and confirmed, but {why}") from error
-
-
-def explain_send(error, so_far="nothing was sent", what="the message",
-                 blocked="a resource alarm: low on memory or disk"):
-    """send.py's words for an error: (exit status, line)."""
+        return 0, f"note: {CONFIRMED}, but {why}"
+    if so_far is None:  # a nack, a return, a closed channel: the broker said no to it
+        refused = fate == UNSURE and isinstance(error, exceptions.AMQPChannelError)
+        so_far = "the message is not in the queue" if refused else fate
     if isinstance(error, amqp_cli.Interrupted):
         return error.status, f"interrupted; {so_far}"
     if isinstance(error, NoConfirm):
@@ -132,56 +127,81 @@ def explain_send(error, so_far="nothing was sent", what="the message",
     return 1, f"error: {why}; {so_far}"
 
 
-class Lines:
-    """send.py -: each line of stdin one message, sent as it comes, up to WINDOW awaiting
-    their confirms at once (one round trip per line caps a broker 10 ms away at about
-    90 lines/s). pika's SelectConnection delivers confirms as they come, and keeps
-    heartbeats going while stdin is quiet."""
-    WINDOW = 1000
+class Line:
+    """A line of stdin on its way: the broker's answer is None until it comes."""
+    __slots__ = ("number", "body", "sent_at", "answer")
 
-    def __init__(self, args, params):
+    def __init__(self, number, body):
+        self.number, self.body, self.sent_at, self.answer = number, body, time.monotonic(), None
+
+
+class Lines:
+    """send.py -: each line of stdin one message, sent as it comes, up to WINDOW lines
+    (or BYTES) awaiting their confirms at once: one round trip per line would cap a
+    broker 10 ms away at 90 lines/s. pika's SelectConnection hands over confirms as they
+    come, and keeps heartbeats going while stdin is quiet."""
+    WINDOW, BYTES = 1000, 16 * 2**20
+
+    def __init__(self, args, declared_on):
+        with contextlib.suppress(exceptions.AMQPError):  # its job is done
+            declared_on.close()
         self.args = args
-        self.stdin = queue.Queue(self.WINDOW)  # the reader never reads further ahead
-        self.flight = collections.deque()  # [line number, body, outcome, time sent]
+        self.stdin = queue.Queue(16)  # lists of lines; the reader reads no further ahead
+        self.read = collections.deque()  # lines taken from stdin, not yet published
+        self.flight = collections.deque()  # Line, in input order, until printed
+        self.bytes = 0  # in flight
+        self.returned = 0  # returns not yet matched to lines: their acks follow
         self.next = 1  # the number of the next line to publish
         self.end_of_input = False
         self.failure = None  # why it stops early
         self.blocked = "a resource alarm"
         self.connection = pika.SelectConnection(
-            params, on_open_callback=self.on_open, on_open_error_callback=self.on_closed,
-            on_close_callback=self.on_closed)
+            declared_on.params, on_open_callback=self.on_open,
+            on_open_error_callback=self.on_closed, on_close_callback=self.on_closed)
 
     def send(self):
         try:
             self.connection.ioloop.start()
-            if self.failure:
+            if self.failure and not self.all_confirmed():
                 raise self.failure
         except (Exception, NoConfirm, amqp_cli.Interrupted) as error:
-            refused = [n for n, _, got, _ in self.flight if isinstance(got, Exception)]
+            refused = [line.number for line in self.flight if isinstance(line.answer, Exception)]
             what = f"line {refused[0]:,}" if refused else "a line"
             raise amqp_cli.Exit(*explain_send(error, self.so_far(), what, self.blocked)) \
                 from error
-        if self.next == 1:
+        self.pump()  # the last ' [x] Sent' lines, if the connection closed first
+        if self.failure:  # the close failed: the lines are safe, sending again duplicates
+            why = amqp_cli.in_words(self.failure)
+            amqp_cli.note(f"every line was sent and confirmed, but {why}")
+        elif self.next == 1:
             amqp_cli.note("stdin was empty: nothing sent")
 
+    def all_confirmed(self):
+        return self.end_of_input and not self.read and \
+            all(line.answer == "confirmed" for line in self.flight)
+
     def read_stdin(self):
-        """On a thread of its own (os.read: a daemon thread blocked in sys.stdin would
-        hold its lock at exit)."""
-        rest = b""
+        """On a thread of its own. os.read on fd 0: sys.stdin may be None (closed), and a
+        daemon thread blocked in it would hold its lock at exit."""
+        partial = []  # the pieces of a line longer than one read
         try:
-            while chunk := os.read(sys.stdin.fileno(), 65536):
-                *lines, rest = (rest + chunk).split(b"\n")
-                for line in lines:
-                    self.hand_over(line)
-            if rest:  # a last line without a newline
-                self.hand_over(rest)
+            while chunk := os.read(0, 65536):
+                *lines, last = chunk.split(b"\n")
+                if lines:
+                    lines[0] = b"".join([*partial, lines[0]])
+                    self.hand_over(lines)
+                    partial = []
+                partial.append(last)
+            if b"".join(partial):  # a last line without a newline
+                self.hand_over([b"".join(partial)])
             self.hand_over(None)
         except OSError as error:
             self.hand_over(amqp_cli.Failure(f"cannot read stdin ({error.strerror})"))
 
     def hand_over(self, item):
         self.stdin.put(item)
-        if self.stdin.qsize() == 1:  # else the loop has yet to take the one before
+        # One wake-up is enough while the loop has not yet taken the one before.
+        if self.stdin.qsize() == 1:
             self.connection.ioloop.add_callback_threadsafe(self.pump)
 
     # pika calls these from its I/O handlers, which would swallow an exception:
@@ -202,22 +222,29 @@ class Lines:
         self.connection.ioloop.call_later(1, self.check_confirms_in_time)
 
     def on_confirm(self, frame):
-        tag, method = frame.method.delivery_tag, frame.method
-        answer = "confirmed" if isinstance(method, pika.spec.Basic.Ack) else \
+        """An ack or a nack, for one line or (multiple) every line up to it."""
+        tag, multiple = frame.method.delivery_tag, frame.method.multiple
+        answer = "confirmed" if isinstance(frame.method, pika.spec.Basic.Ack) else \
             exceptions.NackError([])
-        for entry in self.flight:  # the delivery tag is the line number
-            if entry[0] > tag:
+        covered = []
+        for line in self.flight:  # the delivery tag is the line number
+            if line.number > tag:
                 break
-            if entry[0] == tag or method.multiple:
-                entry[2] = entry[2] or answer
-        self.failure = self.failure or (None if answer == "confirmed" else answer)
+            if line.answer is None and (line.number == tag or multiple):
+                covered.append(line)
+        # A return comes just before the ack of its message, and a queue deleted under
+        # us returns every line from one on: the returned are the last ones covered.
+        for line in covered[max(0, len(covered) - self.returned):] if self.returned else []:
+            line.answer = exceptions.UnroutableError([])
+        self.returned = 0
+        for line in covered:
+            line.answer = line.answer or answer
+            if isinstance(line.answer, Exception):
+                self.failure = self.failure or line.answer
         self.connection.ioloop.call_later(0, self.pump)
 
     def on_return(self, channel, method, properties, body):
-        for entry in self.flight:
-            if entry[2] is None and entry[1] == body:
-                entry[2] = self.failure = self.failure or exceptions.UnroutableError([])
-                return
+        self.returned += 1
 
     def on_blocked(self, connection, frame):
         self.blocked = frame.method.reason
@@ -233,56 +260,78 @@ class Lines:
 
     def pump(self):
         """Print what the broker confirmed, in input order; publish what stdin gave."""
-        while self.flight and self.flight[0][2] == "confirmed":
-            body = self.flight.popleft()[1]
+        while self.flight and self.flight[0].answer == "confirmed":
+            line = self.flight.popleft()
+            self.bytes -= len(line.body)
             try:
-                print(f" [x] Sent {amqp_cli.shown(body)}")
+                print(f" [x] Sent {amqp_cli.shown(line.body)}")
             except OSError as error:
                 raise amqp_cli.Failure(f"stdout failed ({error.strerror})") from None
-        while not (self.failure or self.end_of_input) and len(self.flight) < self.WINDOW:
-            try:
-                body = self.stdin.get_nowait()
-            except queue.Empty:
-                return
-            if body is None or isinstance(body, Exception):
-                self.end_of_input, self.failure = True, body
-            else:
-                self.channel.basic_publish('', self.args.queue, body, mandatory=True,
-                                           properties=PERSISTENT if self.args.durable else None)
-                self.flight.append([self.next, body, None, time.monotonic()])
-                self.next += 1
-        if (self.failure or self.end_of_input) and self.connection.is_open and \
-                all(entry[2] is not None for entry in self.flight):
+        while not self.failure and self.connection.is_open and len(self.flight) < self.WINDOW \
+                and (self.bytes < self.BYTES or not self.flight):
+            body = self.take_line()
+            if body is None:
+                break  # the reader pumps again when it has more
+            self.channel.basic_publish('', self.args.queue, body, mandatory=True,
+                                       properties=PERSISTENT if self.args.durable else None)
+            self.flight.append(Line(self.next, body))
+            self.bytes += len(body)
+            self.next += 1
+        if (self.failure or self.end_of_input and not self.read) and self.connection.is_open \
+                and all(line.answer is not None for line in self.flight):
             self.connection.close()  # done, or stopped early with every answer in
 
+    def take_line(self):
+        """The next line of stdin, or None: none yet, no more, or stdin failed."""
+        while not self.read and not self.end_of_input and not self.failure:
+            try:
+                item = self.stdin.get_nowait()
+            except queue.Empty:
+                return None
+            if isinstance(item, list):
+                self.read.extend(item)
+            else:  # the end of stdin (None), or why it could not be read
+                self.end_of_input, self.failure = item is None, item
+        return self.read.popleft() if self.read and not self.failure else None
+
     def check_confirms_in_time(self):
-        waiting = [entry[3] for entry in self.flight if entry[2] is None]
+        waiting = [line.sent_at for line in self.flight if line.answer is None]
         if waiting and time.monotonic() - waiting[0] > self.args.timeout + 15:
             raise NoConfirm()
         self.connection.ioloop.call_later(1, self.check_confirms_in_time)
 
     def so_far(self):
         """What the broker has of the input: which lines, and where to resume."""
-        first = self.flight[0][0] if self.flight else self.next
-        fates = [(list(range(1, first)), "sent and confirmed")]
-        for fate, has in [("sent and confirmed too", lambda got: got == "confirmed"),
-                          ("not in the queue (refused)", lambda got: isinstance(got, Exception)),
-                          ("may or may not be in the queue", lambda got: got is None)]:
-            fates.append(([n for n, _, got, _ in self.flight if has(got)], fate))
-        told = ", ".join(f"{line_ranges(numbers)} {fate}" for numbers, fate in fates if numbers)
-        return f"{told or 'nothing was sent'}; resume from line {first:,}"
+        resume = next((line.number for line in self.flight if line.answer != "confirmed"),
+                      self.next)
+
+        def numbers(has):
+            return spans(line.number for line in self.flight
+                         if line.number >= resume and has(line.answer))
+        fates = [([[1, resume - 1]] if resume > 1 else [], "sent and confirmed"),
+                 (numbers(lambda answer: answer == "confirmed"), "sent and confirmed too"),
+                 (numbers(lambda answer: isinstance(answer, Exception)),
+                  "not in the queue (refused)"),
+                 (numbers(lambda answer: answer is None), "may or may not be in the queue")]
+        told = ", ".join(f"{in_lines(found)} {words}" for found, words in fates if found)
+        return f"{told or 'nothing was sent'}; resume from line {resume:,}"
 
 
-def line_ranges(numbers):
-    """'lines 1-4,500, 4,502' for [1, 2, ... 4500, 4502]."""
-    spans = []
+def spans(numbers):
+    """[[1, 4500], [4502, 4502]] for 1, 2, ... 4500, 4502."""
+    found = []
     for n in numbers:
-        if spans and spans[-1][1] == n - 1:
-            spans[-1][1] = n
+        if found and found[-1][1] == n - 1:
+            found[-1][1] = n
         else:
-            spans.append([n, n])
-    word = "line" if len(numbers) == 1 else "lines"
-    return word + " " + ", ".join(f"{a:,}" if a == b else f"{a:,}-{b:,}" for a, b in spans)
+            found.append([n, n])
+    return found
+
+
+def in_lines(found):
+    """'lines 1-4,500, 4,502' for [[1, 4500], [4502, 4502]]."""
+    word = "line" if found == [[found[0][0]] * 2] else "lines"
+    return f"{word} " + ", ".join(f"{a:,}" if a == b else f"{a:,}-{b:,}" for a, b in found)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from helpers import WAITING, one_line_error
+from helpers import PROJECT, TIMEOUT, WAITING, one_line_error
 
 LINES = [b"plain ascii", "你好，世界".encode(), b"", b"tab\tand  spaces ", b"x" * 1_000_000,
          b"caf\xe9 \xff\xfe not UTF-8", b"last"]
@@ -148,3 +149,24 @@ def test_interrupted_while_stdin_is_quiet_says_where_to_resume(broker, signum, s
     assert one_line_error(sender, status) == (
         "send.py: interrupted; lines 1-2 sent and confirmed; resume from line 3")
     assert broker.bodies() == [b"one", b"two"]
+
+
+def test_stdout_closed_midway_says_truly_where_to_resume(broker, tmp_path):
+    (tmp_path / "lines").write_bytes(b"".join(b"line-%d\n" % n for n in range(1, 50001)))
+    with open(tmp_path / "lines", "rb") as lines:
+        sender = subprocess.Popen([sys.executable, PROJECT / "send.py", "-", "--queue", "head"],
+                                  env=broker.env(), stdin=lines, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+    broker.queues.add("head")
+    sender.stdout.readline(), sender.stdout.readline()
+    sender.stdout.close()  # as `| head -2` does
+    _, stderr = sender.communicate(timeout=TIMEOUT)
+
+    line = stderr.decode().strip()
+    assert sender.returncode == 1 and "stdout failed (Broken pipe)" in line, line
+    confirmed = told(line, "sent and confirmed") + told(line, "sent and confirmed too")
+    unsure = told(line, "may or may not be in the queue")
+    resume = int(re.search(r"resume from line ([0-9,]+)", line).group(1).replace(",", ""))
+    assert confirmed[:resume - 1] == list(range(1, resume))  # nothing before it is missing
+    in_queue = set(body_numbers(broker.bodies("head")))
+    assert set(confirmed) <= in_queue <= set(confirmed) | set(unsure)

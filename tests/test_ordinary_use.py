@@ -1,11 +1,13 @@
 """What a learner and a developer type on day one, run as they type it: the same command
 again and again, --count, an interrupt at each step, URLs as pika takes them."""
+import contextlib
 import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pika
 import pytest
@@ -42,6 +44,30 @@ def test_count_leaves_the_rest_as_they_were(broker, prefetch):
     while (got := channel.basic_get("hello", auto_ack=True))[0]:
         rest.append((got[2], got[0].redelivered))
     assert rest == [(b"3", False), (b"4", False), (b"5", False)]
+
+
+def test_count_with_ack_acknowledges_each_before_the_next(broker):
+    broker.send("-", stdin=b"j1\nj2\nj3\n")
+    worker = broker.start("receive.py", "--ack", "--count", "3", "--work", "5")
+
+    worker.wait_for_line(" [x] Received 'j2'")  # j1's work is done
+    worker.signal(signal.SIGKILL)  # during j2's work
+    worker.wait()
+
+    # j1 was done and stays done; j2 comes back, marked; j3 was never seen.
+    again = broker.receive("--count", "2")
+    assert again.stdout_lines[1:] == [" [x] Received 'j2' (redelivered)", " [x] Received 'j3'"]
+
+
+@pytest.mark.parametrize("count", ["1", "2"])
+def test_count_on_a_stream_whose_messages_share_one_chunk(broker, count):
+    broker.send("-", "--stream", "--queue", "chunk", stdin=b"one\ntwo\nthree\n")
+
+    received = broker.receive("--stream", "--queue", "chunk", "--count", count)
+
+    assert received.returncode == 0, received.stderr
+    assert received.stdout_lines[1:] == [f" [x] Received '{word}'"
+                                         for word in ["one", "two"][:int(count)]]
 
 
 def test_connection_lost_after_the_nth_message_ends_the_run(broker):
@@ -121,6 +147,46 @@ def test_interrupted_after_the_confirm_says_it_was_sent(broker, signum, status):
     assert broker.message_count() == 1
 
 
+@pytest.fixture
+def close_dropped(broker):
+    """A URL for the broker through a proxy that drops a connection when the client asks
+    to close it: the close fails after everything was sent."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def forward(source, target, watch):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if watch and CONNECTION_CLOSE in data:
+                    break
+                target.sendall(data)
+        source.close(), target.close()
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                client = server.accept()[0]
+                upstream = socket.create_connection(("127.0.0.1", broker.port))
+                for ends in [(client, upstream, True), (upstream, client, False)]:
+                    threading.Thread(target=forward, args=ends, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"amqp://guest:guest@127.0.0.1:{server.getsockname()[1]}/%2F"
+    server.close()
+
+
+CONNECTION_CLOSE = b"\x00\x0a\x00\x32"  # class 10, method 50 in a method frame
+
+
+@pytest.mark.parametrize("form", [["one"], ["-"]])
+def test_a_close_that_fails_after_every_confirm_is_only_a_note(broker, close_dropped, form):
+    sent = broker.send("--url", close_dropped, *form, stdin=b"a\nb\n")
+
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stderr_lines[-1].endswith("sent and confirmed, but lost the connection to the "
+                                          "broker (Transport indicated EOF)")
+    assert broker.bodies() == ([b"one"] if form == ["one"] else [b"a", b"b"])
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_receive_ends_quietly_on_ctrl_c_and_sigterm(broker, signum):
     receiver = broker.start("receive.py")
@@ -134,8 +200,11 @@ def test_receive_ends_quietly_on_ctrl_c_and_sigterm(broker, signum):
 
 # -- URLs as pika takes them ------------------------------------------------------
 
-def test_an_at_sign_in_a_query_value_alone_and_in_a_list(broker, closed_port):
-    url = f"{broker.url}?client_properties={{'connection_name':'alice@laptop'}}"
+@pytest.mark.parametrize("query", ["client_properties={'connection_name':'alice@laptop'}",
+                                   "tcp_options={'TCP_KEEPIDLE':60,'TCP_KEEPINTVL':10}"],
+                         ids=["@ in a value", "commas in a value"])
+def test_a_url_option_pika_takes_alone_and_in_a_list(broker, closed_port, query):
+    url = f"{broker.url}?{query}"
     elsewhere = f"amqp://guest:guest@127.0.0.1:{closed_port}/%2F"
 
     alone = broker.send("--url", url, "alone")
@@ -214,3 +283,13 @@ def test_a_python_without_pika_gets_one_line(script):
     assert result.returncode == 1
     assert result.stderr == (f"{script}: error: pika is missing; "
                              "run: pip install -r requirements.txt\n")
+
+
+def test_send_lines_with_stdin_closed_is_a_usage_error(no_broker):
+    result = subprocess.run([sys.executable, PROJECT / "send.py", "-"], env=no_broker.env(),
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=TIMEOUT, preexec_fn=lambda: os.close(0))
+
+    assert result.returncode == 2
+    assert result.stderr.endswith("send.py: error: - reads stdin, which is closed\n")
+    assert no_broker.connections() == 0
