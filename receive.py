@@ -169,7 +169,9 @@ def point_in_time(offset):
 def lost_connection(error):
     """A restart, a frozen broker or a network failure, which connecting again can mend."""
     if isinstance(error, pika.exceptions.ConnectionClosedByBroker):
-        return error.reply_code == 320  # CONNECTION_FORCED: the broker is shutting down
+        # 320 CONNECTION_FORCED: shutting down; a bare 541: a stream just after a restart.
+        return error.reply_code == 320 or (error.reply_code, error.reply_text) == (
+            541, "INTERNAL_ERROR")
     if isinstance(error, pika.exceptions.ChannelClosedByBroker):  # a stream, just after a restart
         return re.fullmatch("NOT_FOUND - home node .* is down or inaccessible|PRECONDITION_FAILED"
                             " - stream queue .* does not have a running replica on the local node",
