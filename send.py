@@ -164,12 +164,12 @@ class Lines:
             self.connection.ioloop.start()
             if self.failure and not self.all_confirmed():
                 raise self.failure
+            self.pump()  # the last ' [x] Sent' lines, if the connection closed first
         except (Exception, NoConfirm, amqp_cli.Interrupted) as error:
             refused = [line.number for line in self.flight if isinstance(line.answer, Exception)]
             what = f"line {refused[0]:,}" if refused else "a line"
             raise amqp_cli.Exit(*explain_send(error, self.so_far(), what, self.blocked)) \
                 from error
-        self.pump()  # the last ' [x] Sent' lines, if the connection closed first
         if self.failure:  # the close failed: the lines are safe, sending again duplicates
             why = amqp_cli.in_words(self.failure)
             amqp_cli.note(f"every line was sent and confirmed, but {why}")
