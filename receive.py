@@ -96,16 +96,19 @@ class Worker:
             self.held += 1
         if self.args.work:
             ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
-        if self.acks:  # once a cancel that came during the work has been seen
+        if self.acks and self.args.work:  # once a cancel that came during it has been seen
             ch.connection.call_later(0, lambda: self.acknowledge(ch, method))
+        elif self.acks:
+            self.acknowledge(ch, method)
 
     def acknowledge(self, ch, method):
         """The blog's basic_ack; with --count, only while the broker cannot send more
-        than are still wanted, and at the last one, a cancel first."""
+        than are still wanted (--work: the prefetch is 1), and at the last one, a cancel
+        first."""
         if self.cancelled or not ch.is_open:  # start_consuming says why
             return
-        if self.held == self.left and self.stream:  # unread ones of the chunk stay
-            ch.stop_consuming()
+        if self.held == self.left and self.stream:  # after the rest of the chunk, unread
+            ch.connection.call_later(0, ch.stop_consuming)
         elif self.held == self.left:
             ch.basic_cancel(method.consumer_tag)
             ch.basic_ack(delivery_tag=method.delivery_tag, multiple=True)

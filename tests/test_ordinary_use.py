@@ -46,6 +46,20 @@ def test_count_leaves_the_rest_as_they_were(broker, prefetch):
     assert rest == [(b"3", False), (b"4", False), (b"5", False)]
 
 
+@pytest.mark.parametrize("options", [[], ["--ack"], ["--prefetch", "7"], ["--work", "0.01"]])
+def test_count_larger_than_the_prefetch_takes_exactly_n(broker, options):
+    broker.send("-", stdin=b"".join(b"m%d\n" % n for n in range(1, 41)))
+
+    received = broker.receive("--count", "30", *options)
+
+    assert received.returncode == 0, received.stderr
+    assert received.stdout_lines[1:] == [f" [x] Received 'm{n}'" for n in range(1, 31)]
+    channel, rest = broker.channel(), []
+    while (got := channel.basic_get("hello", auto_ack=True))[0]:
+        rest.append((got[2], got[0].redelivered))
+    assert rest == [(b"m%d" % n, False) for n in range(31, 41)]
+
+
 def test_count_with_ack_acknowledges_each_before_the_next(broker):
     broker.send("-", stdin=b"j1\nj2\nj3\n")
     worker = broker.start("receive.py", "--ack", "--count", "3", "--work", "5")
