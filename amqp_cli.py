@@ -261,9 +261,13 @@ class Exit(Exception):
         self.status, self.line = status, line
 
 
-class Interrupted(BaseException):
-    """Ctrl+C or SIGTERM. Not an Exception: pika catches those in its I/O handlers and
-    would report this as a lost connection."""
+class Abort(BaseException):
+    """What a signal handler raises. Not an Exception: pika catches those in its I/O
+    handlers and would report this as a lost connection."""
+
+
+class Interrupted(Abort):
+    """Ctrl+C or SIGTERM."""
 
     def __init__(self, signum):
         super().__init__(signum)
@@ -285,7 +289,7 @@ def run(main, explain):
     try:
         main()
         status, line = 0, None
-    except (Exception, Interrupted) as error:
+    except (Exception, Abort) as error:
         if os.environ.get("HELLO_TRACEBACK"):
             traceback.print_exc()
         # Nothing more goes to stdout; were it a closed pipe, Python would complain at exit.

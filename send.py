@@ -75,8 +75,8 @@ def parse_args():
     return args
 
 
-class NoConfirm(BaseException):
-    """No confirm in time. Not an Exception, which pika's I/O handlers would swallow."""
+class NoConfirm(amqp_cli.Abort):
+    """No confirm in time: raised by the alarm clock's signal handler."""
 
 
 @contextlib.contextmanager
@@ -165,7 +165,7 @@ class Lines:
             if self.failure and not self.all_confirmed():
                 raise self.failure
             self.pump()  # the last ' [x] Sent' lines, if the connection closed first
-        except (Exception, NoConfirm, amqp_cli.Interrupted) as error:
+        except (Exception, amqp_cli.Abort) as error:
             refused = [line.number for line in self.flight if isinstance(line.answer, Exception)]
             what = f"line {refused[0]:,}" if refused else "a line"
             raise amqp_cli.Exit(*explain_send(error, self.so_far(), what, self.blocked)) \
