@@ -47,6 +47,9 @@ def wait_until_shown(api, queue, expected):
         time.sleep(0.2)
 
 
+# The lane of the node local.py starts on Debian 12, the one in the screenshot: the UI's
+# figures are the broker's own message counts, which every lane's tests check already.
+@pytest.mark.lanes("rabbitmq3.10")
 def test_send_leaves_one_message_in_hello_and_receive_count_1_takes_it(web_broker):
     api = web_broker.api
     assert messages_shown(api, "hello") is None
