@@ -1,0 +1,43 @@
+"""What send.py and receive.py add to the blog's lines, one concern a module.
+
+    options.py    the command line: options, URLs, pika's parameters
+    errors.py     connecting's words, the error boundary, the words for what went wrong
+    queues.py     the blog's queue_declare refused by today's brokers: what the queue is
+    sending.py    send.py's one message: its confirm, its deadline, what the broker has of it
+    pipeline.py   send.py -: each line of stdin a message, many awaiting confirms at once
+    consumer.py   receive.py's bookkeeping: acks, --count, streams, reconnecting
+
+The scripts import these; these never import the scripts. This file needs no pika, so
+that a Python without it still gets a line saying what to do, and importing it first
+makes Ctrl+C quiet (no traceback) from the scripts' first line on.
+"""
+import os
+import signal
+import sys
+import sysconfig
+
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # until errors.run() says what was interrupted
+
+
+def no_pika(script):
+    """The line for a Python without pika, pointing at what works in this checkout."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    venv = os.path.join(here, ".venv", "bin", "python")
+    if os.path.exists(venv) and os.path.realpath(sys.prefix) != os.path.realpath(
+            os.path.join(here, ".venv")):
+        fix = f"use the project's .venv: source .venv/bin/activate, or .venv/bin/python {script}"
+    elif sys.prefix != sys.base_prefix or not os.path.exists(
+            os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")):
+        fix = "run: pip install -r requirements.txt"
+    else:  # Debian's own Python: its pip refuses (externally-managed-environment)
+        fix = ("run: python3 -m venv .venv && .venv/bin/pip install -r requirements.txt, "
+               "then: source .venv/bin/activate")
+    return f"{script}: error: pika is missing; {fix}"
+
+
+def shown(body):
+    """The body as the blog shows it: text if it is UTF-8, else the raw bytes."""
+    try:
+        return repr(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return repr(body)

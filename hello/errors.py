@@ -1,0 +1,148 @@
+"""The error boundary, and the words for what went wrong: each failure ends as one
+line on stderr and an exit status, never a traceback."""
+import contextlib
+import errno
+import os
+import signal
+import socket
+import ssl
+import sys
+import traceback
+
+import pika
+from pika import exceptions
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+class Failure(Exception):
+    """An error already put in words for the user."""
+
+
+class CannotConnect(Failure):
+    pass
+
+
+class Exit(Exception):
+    """The end of a run, worded where the script knows what it did: status and line."""
+
+    def __init__(self, status, line):
+        super().__init__(line)
+        self.status, self.line = status, line
+
+
+class Abort(BaseException):
+    """What a signal handler raises. Not an Exception: pika catches those in its I/O
+    handlers and would report this as a lost connection."""
+
+
+class Interrupted(Abort):
+    """Ctrl+C or SIGTERM."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.status = 128 + signum  # the shell's convention: 130, 143
+
+
+def interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+class ClosedStdout:
+    """sys.stdout when the script was started with stdout closed (>&-)."""
+
+    def write(self, *_):
+        raise OSError(errno.EBADF, "stdout is closed")
+
+    flush = write
+
+
+def run(main, explain):
+    """The error boundary: whatever goes wrong ends as one line on stderr and an exit status.
+    explain(error) gives (status, line) for what main() raised."""
+    if sys.stdout is None:
+        sys.stdout = ClosedStdout()
+    else:  # each line at once, even through a pipe; what the terminal cannot show, escaped
+        sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
+    # Ctrl+C and SIGTERM end the script here, even if started from a shell that
+    # ignores SIGINT in background jobs.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupted)
+    try:
+        main()
+        status, line = 0, None
+    except (Exception, Abort) as error:
+        if os.environ.get("HELLO_TRACEBACK"):
+            traceback.print_exc()
+        if not isinstance(sys.stdout, ClosedStdout):  # were it a closed pipe, Python
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # would complain
+        status, line = (error.status, error.line) if isinstance(error, Exit) else explain(error)
+    if line:
+        print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
+    return status
+
+
+@contextlib.contextmanager
+def connecting(parameters):
+    """Around the blog's pika.BlockingConnection(...) with the URLs in turn: a failure in
+    words. pika tells why the last URL failed."""
+    last = parameters[-1]
+    where, user = f"{last.host}:{last.port}", last.credentials.username
+    try:
+        yield
+    except exceptions.ProbableAuthenticationError:
+        remote = user == "guest" and last.host not in LOOPBACK
+        hint = " (guest may only log in from localhost)" if remote else ""
+        raise Failure(f"login refused for user {user!r} on {where}: wrong user name or "
+                      f"password{hint}") from None
+    except exceptions.ProbableAccessDeniedError:
+        raise Failure(f"access refused to virtual host {last.virtual_host!r} on {where}: "
+                      f"it does not exist or {user!r} has no permissions there") from None
+    except Exception as error:  # whatever the cause, no broker can be used now
+        why = why_not_connected(error)
+        hint = ("; is RabbitMQ running? Start one with: python3 broker/local.py start "
+                "(docs/broker.md)") if why == "connection refused" else ""
+        hosts = ", ".join(f"{params.host}:{params.port}" for params in parameters)
+        raise CannotConnect(f"cannot connect to {hosts} ({why}){hint}") from None
+
+
+def why_not_connected(error):
+    while True:  # pika wraps the socket's own error, sometimes twice
+        inner = getattr(error, "exception", None) or (error.args and error.args[0])
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {error.verify_message}"
+    for kind, words in [
+            (ssl.SSLError, "TLS handshake failed; is it an amqps port?"),
+            (ConnectionRefusedError, "connection refused"),
+            (socket.gaierror, "host name not found"),
+            ((TimeoutError, socket.timeout), "no answer: timed out"),
+            # Not in pika's documentation; tests/test_ordinary_use.py fails if it goes.
+            (pika.adapters.utils.connection_workflow.AMQPConnectorStackTimeout,
+             "no AMQP handshake in time: not an AMQP port, or frozen"),
+            ((exceptions.IncompatibleProtocolError, exceptions.StreamLostError),
+             "closed during the AMQP handshake: is it an AMQP port?")]:
+        if isinstance(error, kind):
+            return words
+    return f"{type(error).__name__}: {error}"
+
+
+def in_words(error):
+    """An error met after connecting, in plain words."""
+    if isinstance(error, (exceptions.ChannelClosedByBroker, exceptions.ConnectionClosedByBroker)):
+        if error.reply_code == 320:  # CONNECTION_FORCED: the broker is shutting down
+            return f"lost the connection to the broker ({error.reply_code} {error.reply_text})"
+        return f"the broker refused: {error.reply_code} {error.reply_text}"
+    if isinstance(error, exceptions.AMQPHeartbeatTimeout):
+        return "the broker stopped answering (missed heartbeats): frozen, or the network is down"
+    if isinstance(error, (exceptions.AMQPConnectionError, ConnectionError)):
+        return f"lost the connection to the broker ({error or type(error).__name__})"
+    if isinstance(error, Failure):
+        return str(error)
+    return f"unexpected {type(error).__name__}: {error} (HELLO_TRACEBACK=1 shows where)"
+
+
+def note(message):
+    print(f"{os.path.basename(sys.argv[0])}: note: {message}", file=sys.stderr)
