@@ -74,11 +74,6 @@ def parse_args():
     parser.add_argument("--raw", action="store_true",
                         help="print only each body and a newline, bytes as they are")
     args = options.parse(parser)
-    if args.offset is not None:  # an offset is a place in a stream
-        if args.quorum:
-            parser.error("argument --offset: reads a stream, not a quorum queue")
-        args.stream = args.durable = True
-        args.arguments, args.properties = {"x-queue-type": "stream"}, options.PERSISTENT
     if isinstance(sys.stdout, errors.ClosedStdout):  # messages taken would be lost
         raise errors.Failure("cannot write the output: stdout is closed")
     args.info = sys.stderr if args.raw else sys.stdout  # with --raw, stdout has bodies only

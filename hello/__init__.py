@@ -14,13 +14,14 @@ makes Ctrl+C quiet (no traceback) from the scripts' first line on.
 import os
 import signal
 import sys
-import sysconfig
 
 signal.signal(signal.SIGINT, signal.SIG_DFL)  # until errors.run() says what was interrupted
 
 
 def no_pika(script):
     """The line for a Python without pika, pointing at what works in this checkout."""
+    import sysconfig  # only here: it takes longer to import than the rest of this file
+
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     venv = os.path.join(here, ".venv", "bin", "python")
     if os.path.exists(venv) and os.path.realpath(sys.prefix) != os.path.realpath(

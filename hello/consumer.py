@@ -1,18 +1,16 @@
 """receive.py's bookkeeping: what the consumer remembers from one message to the next.
+An ack goes as soon as its message's work is done, at any prefetch: a worker that dies
+gives back only what it had not finished.
 
-- taken: the messages this run has taken for good, which --count counts. From a queue, a
-  message is taken once the broker has answered its acknowledgement: AMQP answers no ack,
-  but answers a channel's frames in order, so the basic_qos sent after it is the answer.
-  A message whose ack was lost with its connection comes back, and is taken then. From a
-  stream, which keeps its messages, a message is taken once shown.
-- offset: on a stream, where the next subscription starts: after a reconnect, just after
-  the last message shown, even if the first one started at next, last or 10m.
-- cancelled: the broker ended the subscription (the queue was deleted; on 4.3, the
-  consumer timeout).
+- taken: messages taken for good, which --count counts. From a queue, once the broker
+  answered the ack: AMQP answers no ack, but answers a channel's frames in order, so the
+  basic_qos sent after it answers it. A message whose ack was lost with its connection
+  comes back and is taken then. From a stream, which keeps its messages, once shown.
+- offset: in a stream, where the next subscription starts: just after the last message
+  shown, even if the first started at next, last or 10m.
+- cancelled: the broker ended the subscription (queue deleted; 4.3's consumer timeout).
 - delay: seconds before the next reconnect; 0 while subscribed, None before the first
   subscription (a failure then is an error, not a reason to connect again).
-Acks go as each message's work is done, whatever the prefetch: a worker that dies gives
-back only what it had not finished.
 """
 import argparse
 import re

@@ -1,5 +1,5 @@
-"""The error boundary, and the words for what went wrong: each failure ends as one
-line on stderr and an exit status, never a traceback."""
+"""The error boundary and the words for what went wrong: one line on stderr, an exit
+status, never a traceback."""
 import contextlib
 import errno
 import os
@@ -32,14 +32,11 @@ class Exit(Exception):
 
 
 class Abort(BaseException):
-    """What a signal handler raises. Not an Exception: pika catches those in its I/O
-    handlers and would report this as a lost connection."""
+    """Raised by a signal handler. Not an Exception, which pika's I/O handlers catch."""
 
 
 class Interrupted(Abort):
-    """Ctrl+C or SIGTERM."""
-
-    def __init__(self, signum):
+    def __init__(self, signum):  # Ctrl+C or SIGTERM
         super().__init__(signum)
         self.status = 128 + signum  # the shell's convention: 130, 143
 
@@ -49,12 +46,13 @@ def interrupted(signum, frame):
 
 
 class ClosedStdout:
-    """sys.stdout when the script was started with stdout closed (>&-)."""
+    """sys.stdout when the script started with stdout closed (>&-)."""
 
-    def write(self, *_):
+    def write(self, text):
         raise OSError(errno.EBADF, "stdout is closed")
 
-    flush = write
+    def flush(self):  # at exit, Python flushes stdout: nothing to do
+        pass
 
 
 def run(main, explain):
@@ -64,8 +62,7 @@ def run(main, explain):
         sys.stdout = ClosedStdout()
     else:  # each line at once, even through a pipe; what the terminal cannot show, escaped
         sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
-    # Ctrl+C and SIGTERM end the script here, even if started from a shell that
-    # ignores SIGINT in background jobs.
+    # Ctrl+C and SIGTERM end the script here, even from a shell that ignores SIGINT.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, interrupted)
     try:
@@ -74,9 +71,11 @@ def run(main, explain):
     except (Exception, Abort) as error:
         if os.environ.get("HELLO_TRACEBACK"):
             traceback.print_exc()
-        if not isinstance(sys.stdout, ClosedStdout):  # were it a closed pipe, Python
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # would complain
         status, line = (error.status, error.line) if isinstance(error, Exit) else explain(error)
+    try:
+        sys.stdout.flush()
+    except OSError:  # a closed pipe: what is left goes nowhere, not to a complaint at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if line:
         print(f"{os.path.basename(sys.argv[0])}: {line}", file=sys.stderr)
     return status
@@ -84,8 +83,8 @@ def run(main, explain):
 
 @contextlib.contextmanager
 def connecting(parameters):
-    """Around the blog's pika.BlockingConnection(...) with the URLs in turn: a failure in
-    words. pika tells why the last URL failed."""
+    """Around the blog's pika.BlockingConnection(...): a failure in words. pika tries the
+    URLs in turn and tells why the last one failed."""
     last = parameters[-1]
     where, user = f"{last.host}:{last.port}", last.credentials.username
     try:

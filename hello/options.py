@@ -51,6 +51,10 @@ def parse(parser, **url_defaults):
     the queue's arguments, and the messages' properties. url_defaults: URL options
     (socket_timeout=...) for URLs that do not set them."""
     args = parser.parse_args()
+    if getattr(args, "offset", None) is not None:  # receive.py's --offset: a place in a stream
+        if args.quorum:
+            parser.error("argument --offset: reads a stream, not a quorum queue")
+        args.stream = True
     args.durable = args.durable or args.quorum or args.stream
     kind = "quorum" if args.quorum else "stream" if args.stream else None
     args.arguments = {"x-queue-type": kind} if kind else None

@@ -1,24 +1,24 @@
-"""send.py -: each line of stdin one message, sent as it comes, up to WINDOW lines (or
-BYTES) awaiting their confirms at once: one round trip per line would cap a broker 10 ms
-away at 90 lines/s. pika's SelectConnection hands over confirms as they come and keeps
-heartbeats going while stdin is quiet; a thread reads stdin so that the loop never waits.
+"""send.py -: each line of stdin a message, up to WINDOW lines (or BYTES) awaiting their
+confirms at once (one round trip a line would cap a broker 10 ms away at 90 lines/s), on
+a SelectConnection, which keeps heartbeats going while a thread waits for stdin.
 
-The state, changed only on pika's I/O loop (the reader thread only puts into `stdin`):
-- flight: the lines published and not yet printed, in input order. A line's `answer` is
-  None until the broker answers: CONFIRMED, or the nack or return as an exception. Lines
-  leave from the front, printed, once confirmed. Line numbers are the delivery tags.
-- read: lines taken from stdin and not yet published; `end`: stdin has no more.
-- stop: why no more lines are published, an error (None while all goes well). Once it is
-  set, the lines in flight are still waited for, so that the last line tells exactly what
-  the broker has; then the connection closes.
-- quiet_since: when the broker last answered, or a line went out while none waited: a
-  line's clock starts once the lines before it are answered, since until then it may
-  still be queued behind them. No answer for --timeout + 15 s is a lost confirm.
+State, changed only on pika's I/O loop (the reader thread only puts into `stdin`):
+- flight: the lines published and not yet printed, in input order (delivery tag = line
+  number). `answer` is None until the broker's: CONFIRMED, or a nack or return (an
+  exception). Confirmed lines leave from the front, printed.
+- read: lines from stdin not yet published; end: stdin has no more.
+- stop: the error that stops publishing, None while all goes well. The lines in flight
+  are still waited for, so that the last line says exactly what the broker has.
+- quiet_since: the broker's last answer, or a line sent while none waited. A line's clock
+  starts once the lines before it are answered (it may be queued behind them until then):
+  no answer for --timeout + 15 s is a lost confirm.
 """
 import collections
 import contextlib
+import dataclasses
 import os
 import queue
+import re
 import threading
 import time
 
@@ -35,11 +35,11 @@ class StdoutFailed(errors.Failure):
     pass
 
 
+@dataclasses.dataclass
 class Line:
-    __slots__ = ("number", "body", "answer")
-
-    def __init__(self, number, body):
-        self.number, self.body, self.answer = number, body, None
+    number: int
+    body: bytes
+    answer: object = None
 
 
 class Pipeline:
@@ -82,8 +82,8 @@ class Pipeline:
                                                   for line in self.flight)
 
     def read_stdin(self):
-        """On a thread of its own. os.read on fd 0: sys.stdin may be None (closed), and a
-        daemon thread blocked in it would hold its lock at exit."""
+        """The reader thread. os.read, not sys.stdin: a daemon thread blocked in
+        sys.stdin would hold its lock at exit."""
         partial = []  # the pieces of a line longer than one read
         try:
             while chunk := os.read(0, 65536):
@@ -101,12 +101,10 @@ class Pipeline:
 
     def hand_over(self, item):
         self.stdin.put(item)
-        # One wake-up is enough while the loop has not yet taken the one before.
-        if self.stdin.qsize() == 1:
+        if self.stdin.qsize() == 1:  # else the loop has a wake-up to come
             self.ioloop.add_callback_threadsafe(self.pump)
 
-    # pika calls these from its I/O handlers, which would swallow an exception:
-    # they only take note, and pump() acts.
+    # pika's I/O handlers call these and would swallow an error: they take note, pump() acts.
 
     def on_connected(self, connection_or_error):
         if isinstance(connection_or_error, BaseException):
@@ -156,10 +154,22 @@ class Pipeline:
         if not isinstance(reason, (exceptions.ConnectionClosedByClient,
                                    exceptions.ChannelClosedByClient)):
             self.stop = self.stop or reason
+            self.refused_by(reason)
         if self.connection.is_closed:
             self.ioloop.stop()
         elif self.connection.is_open:
             self.connection.close()
+
+    def refused_by(self, closed):
+        """A channel closed for a message too large: that line and the ones sent after it
+        on the channel are not in the queue (the lines before it may be)."""
+        too_large = re.match(r"PRECONDITION_FAILED - message size ([0-9]+) is larger",
+                             getattr(closed, "reply_text", ""))
+        waiting = [line for line in self.flight if line.answer is None]
+        sizes = [len(line.body) == int(too_large.group(1)) for line in waiting] \
+            if too_large else []
+        for line in waiting[sizes.index(True):] if True in sizes else []:
+            line.answer = closed
 
     def pump(self):
         """Print what the broker confirmed, publish what stdin gave, close when done."""
