@@ -45,6 +45,11 @@ def interrupted(signum, frame):
     raise Interrupted(signum)
 
 
+def handle_signals(handler):
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
 class ClosedStdout:
     """sys.stdout when the script started with stdout closed (>&-)."""
 
@@ -62,16 +67,16 @@ def run(main, explain):
         sys.stdout = ClosedStdout()
     else:  # each line at once, even through a pipe; what the terminal cannot show, escaped
         sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
-    # Ctrl+C and SIGTERM end the script here, even from a shell that ignores SIGINT.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, interrupted)
     try:
+        handle_signals(interrupted)  # even from a shell that ignores SIGINT
         main()
         status, line = 0, None
     except (Exception, Abort) as error:
+        handle_signals(signal.SIG_DFL)  # what comes now is quick; another Ctrl+C ends it
         if os.environ.get("HELLO_TRACEBACK"):
             traceback.print_exc()
         status, line = (error.status, error.line) if isinstance(error, Exit) else explain(error)
+    handle_signals(signal.SIG_DFL)
     try:
         sys.stdout.flush()
     except OSError:  # a closed pipe: what is left goes nowhere, not to a complaint at exit
