@@ -93,7 +93,7 @@ def web_ui_answers():
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/api/overview", timeout=5)
     except urllib.error.HTTPError as error:  # 401 without a user: the API is there
-        return error.code == 401 and b"not_authorized" in error.read()
+        return error.code == 401 and "RabbitMQ" in error.headers.get("WWW-Authenticate", "")
     except OSError:
         return False
     return True
