@@ -75,7 +75,10 @@ def system_node():
         user = pwd.getpwnam("rabbitmq")
     except KeyError:
         return None
-    if "rabbit" not in epmd_names():
+    try:
+        if "rabbit" not in epmd_names():
+            return None
+    except OSError:  # no Erlang here: no system node either
         return None
     home = f"-home\0{user.pw_dir}\0".encode()
     for process in Path("/proc").glob("[0-9]*"):
