@@ -3,8 +3,8 @@
     python3 broker/local.py start     # reuse a broker on localhost:5672, or start ours
     python3 broker/local.py stop      # stop ours (never someone else's)
     python3 broker/local.py crash     # kill -9 ours: a crash, for the persistence demo
-    python3 broker/local.py status
-    broker/rabbitmqctl list_queues    # the blog's command, for our node
+    python3 broker/local.py status    # what answers on 5672, and how to stop it
+    broker/rabbitmqctl list_queues    # the blog's command, for our node or the system's
 
     python3 broker/local.py cluster start    # a 3-node cluster on ports 5672, 5673, 5674
     python3 broker/local.py cluster crash N  # kill -9 node N (1-3), to try failover
@@ -14,12 +14,21 @@ Our node is Debian's rabbitmq-server (installed with apt-get if missing,
 through sudo when not root), listening on 127.0.0.1:5672 only, with all its
 data in .broker/ of this project (git-ignored), and the web UI (the management
 plugin) on 127.0.0.1:15672 only. Running start twice is fine.
+
+A broker that already answers on 5672 is used as it is, never stopped,
+restarted or reconfigured. Debian's system service (node rabbit@HOSTNAME, run
+by the rabbitmq user: what apt-get starts on a machine with systemd) is
+reached through its own rabbitmqctl (sudo rabbitmqctl when not root).
 Standard library only.
 """
 import os
+import pwd
 import shutil
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from node import (
@@ -52,6 +61,89 @@ def our_node(dist_port=DIST_PORT, web=False):
 
 def web_ui_line():
     return f"Web UI: {WEB_UI} (user guest, password guest; from this machine only)"
+
+
+def sudo(*command):
+    """The command as this user types it: through sudo unless root."""
+    return " ".join(command) if os.geteuid() == 0 else "sudo " + " ".join(command)
+
+
+def system_node():
+    """The name of Debian's system RabbitMQ if it runs here (rabbit@HOSTNAME, an Erlang VM
+    of the rabbitmq user with its home, registered as 'rabbit' with epmd), else None."""
+    try:
+        user = pwd.getpwnam("rabbitmq")
+    except KeyError:
+        return None
+    try:
+        if "rabbit" not in epmd_names():
+            return None
+    except OSError:  # no Erlang here: no system node either
+        return None
+    home = f"-home\0{user.pw_dir}\0".encode()
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            if (process.stat().st_uid == user.pw_uid and home in (process / "cmdline").read_bytes()
+                    and (process / "comm").read_text().strip() == "beam.smp"):
+                return "rabbit@" + socket.gethostname().split(".")[0]
+        except OSError:  # gone meanwhile
+            continue
+    return None
+
+
+def web_ui_answers():
+    """True when RabbitMQ's management plugin answers on localhost:15672."""
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/api/overview", timeout=5)
+    except urllib.error.HTTPError as error:  # 401 without a user: the API is there
+        return error.code == 401 and "RabbitMQ" in error.headers.get("WWW-Authenticate", "")
+    except OSError:
+        return False
+    return True
+
+
+def docker_container():
+    """The name of the Docker container that publishes port 5672, if Docker knows one."""
+    if not shutil.which("docker"):
+        return None
+    try:
+        names = subprocess.run(["docker", "ps", "--filter", f"publish={PORT}", "--format",
+                                "{{.Names}}"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (names.stdout.split() or [None])[0] if names.returncode == 0 else None
+
+
+def system_web_ui_line():
+    if web_ui_answers():
+        return web_ui_line()
+    return ("Web UI: off on the system's RabbitMQ; to turn it on (on every network "
+            f"interface): {sudo('rabbitmq-plugins enable rabbitmq_management')}")
+
+
+def others_web_ui_line():
+    if web_ui_answers():
+        return f"Web UI: {WEB_UI} (log in as that broker's user; guest/guest on a default one)"
+    container = docker_container()
+    if container:
+        return (f"Web UI: none on localhost:{WEB_PORT}; turn it on with: docker exec {container} "
+                f"rabbitmq-plugins enable rabbitmq_management (with port {WEB_PORT} published)")
+    return (f"Web UI: none on localhost:{WEB_PORT}; turn it on where that broker runs: "
+            "rabbitmq-plugins enable rabbitmq_management")
+
+
+def others_rabbitmqctl(args):
+    container = docker_container()
+    typed = " ".join(["rabbitmqctl", *args]) if args else "rabbitmqctl ..."
+    if container:
+        return f"docker exec {container} {typed}"
+    return f"{typed} where it runs (Docker: docker exec CONTAINER {typed})"
+
+
+def stop_system_line():
+    if Path("/run/systemd/system").is_dir():
+        return sudo("systemctl stop rabbitmq-server")
+    return sudo("rabbitmqctl stop")
 
 
 def our_cluster():
@@ -90,13 +182,10 @@ def start():
     if any(member.is_running() for member in our_cluster().nodes):
         print(f"This project's cluster is running (ports {PORT}-{PORT + 2}); using it")
         return
+    if not answers_amqp(PORT):
+        ensure_installed()  # on a machine with systemd, apt-get starts Debian's service
     if answers_amqp(PORT):
-        print(f"A broker already answers on localhost:{PORT}; using it (it is not this "
-              "project's, so use its own rabbitmqctl)")
-        return
-    ensure_installed()
-    if answers_amqp(PORT):  # some packages start a system service on install
-        print(f"The system's RabbitMQ service answers on localhost:{PORT}; using it")
+        use_theirs()
         return
     dist_port = DIST_PORT
     if not port_is_free(DIST_PORT):  # another Erlang node (or anything) holds it
@@ -113,6 +202,19 @@ def start():
     print(f"RabbitMQ is ready on 127.0.0.1:{PORT}; stop it with: python3 broker/local.py stop")
     if web:
         print(web_ui_line())
+
+
+def use_theirs():
+    """A broker that is not ours answers on 5672: used as it is, and said which."""
+    node = system_node()
+    if node:
+        print(f"The system's RabbitMQ (Debian's service, node {node}) answers on "
+              f"localhost:{PORT}; using it as it is")
+        print(system_web_ui_line())
+    else:
+        print(f"A broker that is not this project's answers on localhost:{PORT}; using it "
+              "as it is")
+        print(others_web_ui_line())
 
 
 def not_running(node):
@@ -157,9 +259,20 @@ def crash():
 
 def status():
     if our_node().is_running():
-        print(f"RabbitMQ (this project's) is running on 127.0.0.1:{PORT}")
+        print(f"RabbitMQ (this project's) is running on 127.0.0.1:{PORT}; stop it with: "
+              "python3 broker/local.py stop")
+    elif any(member.is_running() for member in our_cluster().nodes):
+        print(f"This project's cluster is running (ports {PORT}-{PORT + 2}); stop it with: "
+              "python3 broker/local.py cluster stop")
+    elif answers_amqp(PORT) and system_node():
+        print(f"The system's RabbitMQ ({system_node()}) is running on localhost:{PORT}, as "
+              f"before; stop it with: {stop_system_line()}")
     elif answers_amqp(PORT):
-        print(f"A broker that is not this project's answers on localhost:{PORT}")
+        container = docker_container()
+        where = (f"docker stop {container}" if container
+                 else "where it was started (Docker: docker stop CONTAINER)")
+        print(f"A broker that is not this project's answers on localhost:{PORT}, as before; "
+              f"stop it {'with: ' if container else ''}{where}")
     else:
         print(f"No broker answers on localhost:{PORT}; start one with: "
               "python3 broker/local.py start")
@@ -196,13 +309,30 @@ def cluster(args):
 def rabbitmqctl(args):
     running = running_nodes()
     node = running[0] if running else None
+    if node is None and answers_amqp(PORT) and system_node():
+        return system_rabbitmqctl(args)
     if node is None:
-        where = ("the broker on localhost:5672 is not this project's: use its own rabbitmqctl "
-                 "(for Docker: docker exec CONTAINER rabbitmqctl ...)"
+        where = (f"the broker on localhost:{PORT} is another one; type: "
+                 + others_rabbitmqctl(args)
                  if answers_amqp(PORT) else "start it with: python3 broker/local.py start")
         print(f"rabbitmqctl: this project's RabbitMQ is not running; {where}", file=sys.stderr)
         return 1
     return node.ctl(*args, check=False, capture=False, timeout=None).returncode
+
+
+def system_rabbitmqctl(args):
+    """Debian's own rabbitmqctl reaches the system's node (as root it switches to the
+    rabbitmq user and its cookie; others go through sudo)."""
+    command = ["rabbitmqctl", *args] if os.geteuid() == 0 else ["sudo", "rabbitmqctl", *args]
+    if os.geteuid() == 0 and not shutil.which("rabbitmqctl"):
+        command[0] = "/usr/sbin/rabbitmqctl"
+    print(f"(the system's RabbitMQ, node {system_node()}: {sudo('rabbitmqctl', *args)})",
+          file=sys.stderr, flush=True)
+    try:
+        return subprocess.run(command).returncode
+    except OSError as error:
+        print(f"rabbitmqctl: cannot run {command[0]}: {error.strerror}", file=sys.stderr)
+        return 1
 
 
 def main(argv):

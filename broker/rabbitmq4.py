@@ -44,14 +44,15 @@ def why_unavailable(version):
 
 
 def debian_mirror():
-    """The Debian mirror this machine already uses."""
+    """The Debian mirror this machine already uses, as a list of debootstrap's last
+    argument: empty when its sources name none, and debootstrap then uses its default."""
     for source in [Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")]:
         if source.exists():
             match = re.search(r"^(?:URIs:|deb)\s+(https?://\S+/debian)/?\s", source.read_text(),
                               re.MULTILINE)
             if match:
-                return match.group(1)
-    return "http://deb.debian.org/debian"
+                return [match.group(1)]
+    return []
 
 
 def run(*command, **kwargs):
@@ -69,7 +70,7 @@ def prepare(version):
     partial = root.with_name(root.name + ".partial")
     remove_tree(partial)  # what a killed build left; refused if anything is mounted in it
     partial.mkdir(parents=True)
-    run("debootstrap", "--variant=minbase", SUITES[version], str(partial), debian_mirror())
+    run("debootstrap", "--variant=minbase", SUITES[version], str(partial), *debian_mirror())
     policy = partial / "usr/sbin/policy-rc.d"  # never start services in the root
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
