@@ -23,13 +23,11 @@ from hello import consumer, errors, options, queues
 def main():
     args = parse_args()
     worker = consumer.Consumer(args)  # what it remembers from one message to the next
-
     def callback(ch, method, properties, body):
         if not worker.wants(properties):  # a stream's chunk goes on after --count
             return
         if args.raw:
-            sys.stdout.buffer.write(body + b"\n")
-            sys.stdout.flush()
+            worker.write_raw(body)  # the bytes alone
         else:
             print(f" [x] Received {hello.shown(body)}"
                   + (" (redelivered)" if method.redelivered else ""))
@@ -40,13 +38,11 @@ def main():
             with errors.connecting(args.parameters):
                 connection = pika.BlockingConnection(args.parameters)
             channel = connection.channel()
-
             try:
                 channel.queue_declare(queue=args.queue, durable=args.durable,
                                       arguments=args.arguments)
             except pika.exceptions.AMQPError as refusal:  # today's brokers: hello/queues.py
                 connection, channel = queues.declared_otherwise(refusal, connection, args)
-
             channel.basic_consume(queue=args.queue, on_message_callback=callback,
                                   **worker.subscribe(channel))
             print(' [*] Waiting for messages. To exit press CTRL+C', file=args.info)

@@ -14,6 +14,7 @@ gives back only what it had not finished.
 """
 import argparse
 import re
+import sys
 import time
 from datetime import datetime, timedelta
 
@@ -54,6 +55,10 @@ class Consumer:
                 return False
             self.offset = properties.headers["x-stream-offset"] + 1
         return True
+
+    def write_raw(self, body):
+        sys.stdout.buffer.write(body + b"\n")
+        sys.stdout.flush()
 
     def worked(self, ch, method):
         """After the callback's print: the work, then the ack."""
