@@ -127,8 +127,8 @@ class Bench:
     def run_receive_until(self, args, lines, output):
         """Run receive.py (stdout to a file) until the file holds that many lines.
 
-        Returns (seconds, peak RSS in KiB). Used for auto-ack mode, which
-        has no --count (that switches acknowledgements on).
+        Returns (seconds, peak RSS in KiB). Without --count, which takes one
+        message at a time, as a worker runs.
         """
         expected = len(" [*] Waiting for messages. To exit press CTRL+C\n") + \
             lines * len(" [x] Received '00000000'\n")
@@ -203,14 +203,10 @@ class Bench:
                                    *(["print"] if who.endswith("print") else [])]
                         with open(out, "wb") as stdout:
                             seconds, _ = self.run_to_exit(command, stdout=stdout)
-                    elif script_args is None:
-                        args = ["--queue", queue] + (["--durable"] if durable else [])
+                    else:  # a worker as users run it: --count takes one message at a time
+                        args = ["--queue", queue, *(script_args or []),
+                                *(["--durable"] if durable else [])]
                         seconds, _ = self.run_receive_until(args, count, out)
-                    else:
-                        command = [PYTHON, str(PROJECT / "receive.py"), "--queue", queue,
-                                   "--count", str(count), *script_args]
-                        with open(out, "wb") as stdout:
-                            seconds, _ = self.run_to_exit(command, stdout=stdout)
                     rates[mode, who].append(count / seconds)
         print(f"2. Drain {count:,} messages (stdout to a file), msg/s, median (min-max) "
               f"over {rounds} rounds, interleaved")
@@ -237,10 +233,8 @@ class Bench:
             self.fill("bench", count)
             _, peaks["default", count] = self.run_receive_until(["--queue", "bench"], count, out)
             self.fill("bench", count)
-            with open(out, "wb") as stdout:
-                _, peaks["--ack", count] = self.run_to_exit(
-                    [PYTHON, str(PROJECT / "receive.py"), "--queue", "bench", "--ack",
-                     "--count", str(count)], stdout=stdout)
+            _, peaks["--ack", count] = self.run_receive_until(["--queue", "bench", "--ack"],
+                                                              count, out)
         self.channel.queue_delete("bench")
         print("3. Peak RSS of receive.py while draining a queue")
         for mode in ("default", "--ack"):
