@@ -166,6 +166,8 @@ def test_stdout_closed_midway_says_truly_where_to_resume(broker, tmp_path):
     confirmed = told(line, "sent and confirmed") + told(line, "sent and confirmed too")
     unsure = told(line, "may or may not be in the queue")
     resume = int(re.search(r"resume from line ([0-9,]+)", line).group(1).replace(",", ""))
-    assert confirmed[:resume - 1] == list(range(1, resume))  # nothing before it is missing
+    assert resume >= 3, line  # lines 1 and 2 were confirmed: their Sent lines were read
+    assert confirmed[:resume - 1] == list(range(1, resume)), line
     in_queue = set(body_numbers(broker.bodies("head")))
+    assert set(range(1, resume)) <= in_queue  # the queue has every line before it
     assert set(confirmed) <= in_queue <= set(confirmed) | set(unsure)
