@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import PROJECT, TIMEOUT, WAITING, one_line_error
+from helpers import PROJECT, TIMEOUT, WAITING, one_line_error, stray_lines
 
 LINES = [b"plain ascii", "你好，世界".encode(), b"", b"tab\tand  spaces ", b"x" * 1_000_000,
          b"caf\xe9 \xff\xfe not UTF-8", b"last"]
@@ -60,7 +60,8 @@ def test_empty_input_sends_nothing_and_says_so(broker):
     sent = broker.send("-", stdin=b"")
 
     assert (sent.returncode, sent.stdout) == (0, "")
-    assert any("stdin was empty: nothing sent" in line for line in sent.stderr_lines)
+    assert "stdin was empty: nothing sent" in sent.stderr
+    assert stray_lines(sent, "stdin was empty: nothing sent") == []
     assert broker.message_count("hello") == 0
 
 

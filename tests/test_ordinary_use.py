@@ -13,7 +13,7 @@ import pika
 import pytest
 from pika.tcp_socket_opts import set_sock_opts
 
-from helpers import PROJECT, TIMEOUT, WAITING, one_line_error, wait_until
+from helpers import PROJECT, TIMEOUT, WAITING, one_line_error, stray_lines, wait_until
 
 sys.path.insert(0, str(PROJECT))
 import amqp_cli  # noqa: E402  (the scripts' own module, beside them)
@@ -198,6 +198,7 @@ def test_a_close_that_fails_after_every_confirm_is_only_a_note(broker, close_dro
     assert sent.returncode == 0, sent.stderr
     assert sent.stderr_lines[-1].endswith("sent and confirmed, but lost the connection to the "
                                           "broker (Transport indicated EOF)")
+    assert stray_lines(sent, "but lost the connection") == [], sent.stderr  # that note only
     assert broker.bodies() == ([b"one"] if form == ["one"] else [b"a", b"b"])
 
 
