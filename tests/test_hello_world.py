@@ -1,4 +1,5 @@
 """The blog's Hello World, shown happening against a real broker."""
+import argparse
 import re
 import signal
 import subprocess
@@ -150,3 +151,18 @@ def test_help_explains_every_option(no_broker, script):
     for option in {*options, *re.findall(r"--[\w-]+", usage)} - {"--help"}:
         assert option in usage, option
         assert len(texts.get(option, "").split()) >= 3, (option, texts.get(option))
+
+
+def test_the_help_check_sees_an_option_without_help_text():
+    """help_texts() above, on argparse's layouts: text on the same line, on the next, none."""
+    parser = argparse.ArgumentParser(prog="send.py")
+    parser.add_argument("--described", help="says what it does, over several words " * 3)
+    parser.add_argument("--a-very-long-option-name", metavar="SECONDS", help="on the next line")
+    parser.add_argument("--bare")
+    parser.add_argument("--empty", help="")
+
+    texts = help_texts(parser.format_help())
+
+    assert texts["--described"] == ("says what it does, over several words " * 3).strip()
+    assert texts["--a-very-long-option-name"] == "on the next line"
+    assert texts["--bare"] == texts["--empty"] == ""
