@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import PROJECT, TIMEOUT, WAITING, one_line_error
+from helpers import PROJECT, TIMEOUT, WAITING, one_line_error, stray_lines
 
 LINES = [b"plain ascii", "你好，世界".encode(), b"", b"tab\tand  spaces ", b"x" * 1_000_000,
          b"caf\xe9 \xff\xfe not UTF-8", b"last"]
@@ -60,7 +60,8 @@ def test_empty_input_sends_nothing_and_says_so(broker):
     sent = broker.send("-", stdin=b"")
 
     assert (sent.returncode, sent.stdout) == (0, "")
-    assert any("stdin was empty: nothing sent" in line for line in sent.stderr_lines)
+    assert "stdin was empty: nothing sent" in sent.stderr
+    assert stray_lines(sent, "stdin was empty: nothing sent") == []
     assert broker.message_count("hello") == 0
 
 
@@ -166,6 +167,8 @@ def test_stdout_closed_midway_says_truly_where_to_resume(broker, tmp_path):
     confirmed = told(line, "sent and confirmed") + told(line, "sent and confirmed too")
     unsure = told(line, "may or may not be in the queue")
     resume = int(re.search(r"resume from line ([0-9,]+)", line).group(1).replace(",", ""))
-    assert confirmed[:resume - 1] == list(range(1, resume))  # nothing before it is missing
+    assert resume >= 3, line  # lines 1 and 2 were confirmed: their Sent lines were read
+    assert confirmed[:resume - 1] == list(range(1, resume)), line
     in_queue = set(body_numbers(broker.bodies("head")))
+    assert set(range(1, resume)) <= in_queue  # the queue has every line before it
     assert set(confirmed) <= in_queue <= set(confirmed) | set(unsure)

@@ -7,11 +7,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 
 import local
-from helpers import LANES, PROJECT, TIMEOUT, cannot_run, installed_version
+from helpers import LANES, PROJECT, TIMEOUT, cannot_run, installed_version, stray_lines
 
 
 def pytest_run(*args, env=None, cwd=PROJECT):
@@ -153,6 +154,26 @@ def test_the_check_for_no_connection_sees_a_script_that_connects(no_broker):
                    "--timeout", "1")
 
     assert no_broker.connections() >= 1
+
+
+def test_the_check_for_a_quiet_success_sees_a_stray_line():
+    """What no_errors() and test_faults.check() accept of a run that exit 0: notes the test
+    names, and on a lane that refuses non-durable queues, the notes about it; nothing else."""
+    def run(lane, *lines):
+        return SimpleNamespace(lane=LANES[lane], stderr_lines=list(lines))
+    durable = "send.py: note: this RabbitMQ refuses non-durable queues; declaring 'hello' durable"
+    met = ("receive.py: note: queue 'hello' already exists with other settings (durable is "
+           "'true'); using it as it is")
+
+    assert stray_lines(run("rabbitmq4.0", durable, met)) == []
+    assert stray_lines(run("rabbitmq3.10", durable)) == [durable]
+    for lane in LANES:
+        assert stray_lines(run(lane, "send.py: connected")) == ["send.py: connected"]
+        assert stray_lines(run(lane, "receive.py: note: reconnected")) == [
+            "receive.py: note: reconnected"]
+        assert stray_lines(run(lane, "receive.py: note: reconnected"), "reconnected") == []
+        assert stray_lines(run(lane, "receive.py: error: reconnected"), "reconnected") == [
+            "receive.py: error: reconnected"]
 
 
 def test_a_failed_test_leaves_no_queue_for_the_next_one(tmp_path):

@@ -1,4 +1,6 @@
 """The blog's Hello World, shown happening against a real broker."""
+import argparse
+import re
 import signal
 import subprocess
 
@@ -118,12 +120,49 @@ def test_broker_down_gives_one_clear_line_without_the_password(no_broker, closed
         assert "s3cret" not in line
 
 
+def help_texts(shown):
+    """{option or argument: its help text} from argparse's help: an entry starts two spaces
+    in, its text follows after two spaces or more, or on the lines indented further."""
+    texts, current = {}, None
+    for line in shown.splitlines():
+        entry = re.match(r"  (\S.*?)(?:\s{2,}(\S.*))?$", line)
+        if entry:
+            current = re.findall(r"-{1,2}[\w-]+", entry.group(1)) or [entry.group(1)]
+            for name in current:
+                texts[name] = entry.group(2) or ""
+        elif current and re.match(r"\s{3,}\S", line):
+            for name in current:
+                texts[name] = (texts[name] + " " + line.strip()).strip()
+        else:
+            current = None
+    return texts
+
+
 @pytest.mark.parametrize("script", ["send.py", "receive.py"])
 def test_help_explains_every_option(no_broker, script):
     shown = no_broker.run(script, "-h")
 
     assert shown.returncode == 0
-    options = ["--url", "--queue"] + (["--durable"] if script == "send.py" else
-                                      ["--count", "--durable", "--ack", "--prefetch", "--work"])
-    for option in options:
-        assert option in shown.stdout
+    usage = shown.stdout.split("\n\n")[0]
+    options = ["--url", "--queue", "--durable", "--quorum", "--stream"] + (
+        ["--timeout", "MESSAGE"] if script == "send.py" else
+        ["--offset", "--count", "--ack", "--prefetch", "--work", "--raw"])
+    texts = help_texts(shown.stdout)
+    for option in {*options, *re.findall(r"--[\w-]+", usage)} - {"--help"}:
+        assert option in usage, option
+        assert len(texts.get(option, "").split()) >= 3, (option, texts.get(option))
+
+
+def test_the_help_check_sees_an_option_without_help_text():
+    """help_texts() above, on argparse's layouts: text on the same line, on the next, none."""
+    parser = argparse.ArgumentParser(prog="send.py")
+    parser.add_argument("--described", help="says what it does, over several words " * 3)
+    parser.add_argument("--a-very-long-option-name", metavar="SECONDS", help="on the next line")
+    parser.add_argument("--bare")
+    parser.add_argument("--empty", help="")
+
+    texts = help_texts(parser.format_help())
+
+    assert texts["--described"] == ("says what it does, over several words " * 3).strip()
+    assert texts["--a-very-long-option-name"] == "on the next line"
+    assert texts["--bare"] == texts["--empty"] == ""

@@ -10,12 +10,13 @@ namespace and reach every node. Run it by itself:
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from helpers import Broker, cannot_run
+from helpers import Broker, cannot_run, one_line_error
 from node import Node
 
 # A lane of its own (the cut needs 4.3's Khepri), and more time than the other tests: 200
@@ -66,6 +67,21 @@ class Network:
                        netns=self.namespaces[a - 1])
                     self.cuts.append((a, b))
 
+    def reaches(self, a, b, port=25672):
+        """Whether node a's namespace opens a TCP connection to node b (its Erlang
+        distribution port): what the cluster's nodes need to see each other."""
+        probe = ("import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], "
+                 "int(sys.argv[2])), 2).close()\nexcept OSError:\n    sys.exit(1)")
+        return subprocess.run(["ip", "netns", "exec", self.namespaces[a - 1], sys.executable,
+                               "-c", probe, self.address(b), str(port)],
+                              capture_output=True, timeout=30).returncode == 0
+
+    def links(self):
+        """{(a, b): whether a reaches b} for every pair of nodes, both ways."""
+        count = len(self.namespaces)
+        return {(a, b): self.reaches(a, b) for a in range(1, count + 1)
+                for b in range(1, count + 1) if a != b}
+
     def heal(self):
         for a, b in self.cuts:
             ip("route", "del", "blackhole", f"{self.address(b)}/32",
@@ -114,21 +130,34 @@ def split_cluster(lane, data_dirs):
 
 
 def send_through_a_cut(broker, network, queue, cut_node, env):
-    """send.py MESSAGES times in a row; the cut lasts CUT_SECONDS from message CUT_AT."""
+    """send.py MESSAGES times in a row; the cut lasts CUT_SECONDS from message CUT_AT.
+    Returns {body: (the finished send.py, seconds it took)}."""
     results, healer = {}, None
     for number in range(1, MESSAGES + 1):
         if number == CUT_AT:
             network.cut(cut_node)
             healer = threading.Timer(CUT_SECONDS, network.heal)
             healer.start()
+            # The cut took effect (seen while it lasts, 20 s; this takes well under 1 s): the
+            # cut node and the others do not reach each other, the other two still do.
+            during = network.links()
+            if during != {(a, b): cut_node not in (a, b) for a, b in during}:
+                healer.cancel()
+                network.heal()
+                raise AssertionError(f"the cut of node {cut_node} left these links: {during}")
         started = time.monotonic()
         result = broker.start("send.py", "--quorum", "--queue", queue, "--timeout",
                               str(TIMEOUT), f"m{number}", env=env)
         result.wait(timeout=TIMEOUT + 15 + 10)  # fails the test if send.py outlives its bound
-        results[f"m{number}"] = (result.returncode, result.stderr.strip(),
-                                 time.monotonic() - started)
+        results[f"m{number}"] = (result, time.monotonic() - started)
     healer.join()
     return results
+
+
+def leader_of(node, queue):
+    """The name of the node that leads the quorum queue, as node sees it."""
+    out = node.ctl("list_queues", "-q", "--no-table-headers", "name", "leader").stdout
+    return dict(line.split() for line in out.splitlines() if line.strip())[queue]
 
 
 @pytest.mark.parametrize("cut_node", [1, 3], ids=["leader", "minority"])
@@ -138,13 +167,16 @@ def test_nothing_confirmed_is_lost_when_the_network_splits(split_cluster, lane, 
     queue = f"split-{cut_node}"
     env = broker.env(AMQP_URL=",".join(node.url() for node in nodes))
     try:
-        # Declared through node 1, so led there: cutting node 1 cuts off the leader.
         receiver = broker.start("receive.py", "--quorum", "--ack", "--queue", queue, env=env)
         receiver.wait_for_line("Waiting for messages")
+        # Declared through node 1, so led there: cutting node 1 cuts off the leader.
+        assert leader_of(nodes[0], queue) == nodes[0].name
+        assert all(network.links().values())  # every node reaches every other before the cut
 
         results = send_through_a_cut(broker, network, queue, cut_node, env)
 
-        confirmed = {body for body, (status, _, _) in results.items() if status == 0}
+        assert all(network.links().values())  # and it healed
+        confirmed = {body for body, (result, _) in results.items() if result.returncode == 0}
 
         def received():
             return [line.split("'")[1] for line in receiver.stdout_lines
@@ -152,18 +184,20 @@ def test_nothing_confirmed_is_lost_when_the_network_splits(split_cluster, lane, 
 
         broker.wait_until(lambda: confirmed <= set(received()), "every confirmed message",
                           timeout=180)
-        failed = [line for status, line, _ in results.values() if status != 0]
+        failed = [one_line_error(result) for result, _ in results.values()
+                  if result.returncode != 0]  # exit 1, one line each
+        longest = max(took for _, took in results.values())
         print(f"\n{lane.version}, cut node {cut_node} for {CUT_SECONDS} s: sent {MESSAGES}, "
               f"confirmed {len(confirmed)}, nacked {sum('nack' in f for f in failed)}, "
               f"unsure {sum('may or may not' in f for f in failed)}, "
               f"received {len(set(received()))}, duplicates "
-              f"{len(received()) - len(set(received()))}, longest send "
-              f"{max(took for _, _, took in results.values()):.1f} s, receiver notes: "
-              f"{receiver.stderr_lines}")
-        assert all(status in (0, 1) for status, _, _ in results.values())
+              f"{len(received()) - len(set(received()))}, longest send {longest:.1f} s, "
+              f"receiver notes: {receiver.stderr_lines}")
         assert all(any(fate in line for fate in ("nothing was sent", "is not in the queue",
                                                  "may or may not be in the queue"))
                    for line in failed), failed
+        # send.py gives up on a confirm after --timeout + 15 s; pika alone waited 30-68 s.
+        assert longest <= TIMEOUT + 15 + 5
         assert len(confirmed) >= MESSAGES // 2  # the majority side kept the queue going
     finally:
         broker.end_test()

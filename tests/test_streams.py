@@ -1,13 +1,16 @@
 """Streams: a queue that keeps its messages, read from any offset, by any number of readers."""
+import math
 import re
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from helpers import PROJECT, WAITING, one_line_error
+from helpers import PROJECT, TIMEOUT, WAITING, one_line_error
+from node import wait_until
 
 
 def received(result):
@@ -49,12 +52,33 @@ def test_read_from_an_offset(events, offset, expected):
     assert received(result) == [f" [x] Received '{body}'" for body in expected]
 
 
-def test_read_from_a_time(events):
+def test_read_from_a_time_or_an_age_skips_what_came_before_it(broker):
+    """Two messages, then a point in time (a whole second: the unit of a time offset), then
+    two more: a time or an age gives the last two only; reading from the start, all four."""
+    events = broker  # the stream 'events', deleted after the test (it is named below)
+    fill_stream(events, "old-1", "old-2")
+    old_sent = time.time()
+    point = datetime.fromtimestamp(math.floor(old_sent) + 1, timezone.utc)
+    # The clock is the event here: past the point, and the old ones older than AGE s.
+    wait_until(lambda: time.time() > max(point.timestamp(), old_sent + AGE + 0.5), TIMEOUT,
+               "the clock to pass the point")
+    fill_stream(events, "new-1", "new-2")
+
+    by_age = events.receive("--queue", "events", "--offset", f"{AGE}s", "--count", "2")
+    by_time = events.receive("--queue", "events", "--offset", point.isoformat(), "--count", "2")
+    local = events.receive("--queue", "events", "--offset",
+                           point.astimezone().replace(tzinfo=None).isoformat(), "--count", "2")
+
+    for result in (by_age, by_time, local):
+        assert result.returncode == 0, result.stderr
+        assert received(result) == [" [x] Received 'new-1'", " [x] Received 'new-2'"]
     an_hour_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    everything = events.receive("--queue", "events", "--offset", an_hour_ago, "--count", "4")
+    assert [line.split("'")[1] for line in received(everything)] == [
+        "old-1", "old-2", "new-1", "new-2"]
 
-    result = events.receive("--queue", "events", "--offset", an_hour_ago, "--count", "3")
 
-    assert received(result)[0] == " [x] Received 'one'"
+AGE = 3  # seconds: the new messages are read well within it, the old ones are older
 
 
 def test_two_readers_read_the_same_messages_and_the_stream_keeps_them(events):
