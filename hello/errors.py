@@ -12,8 +12,6 @@ import traceback
 import pika
 from pika import exceptions
 
-LOOPBACK = ("localhost", "127.0.0.1", "::1")
-
 
 class Failure(Exception):
     """An error already put in words for the user."""
@@ -95,7 +93,7 @@ def connecting(parameters):
     try:
         yield
     except exceptions.ProbableAuthenticationError:
-        remote = user == "guest" and last.host not in LOOPBACK
+        remote = user == "guest" and not loopback(last.host)
         hint = " (guest may only log in from localhost)" if remote else ""
         raise Failure(f"login refused for user {user!r} on {where}: wrong user name or "
                       f"password{hint}") from None
@@ -108,6 +106,15 @@ def connecting(parameters):
                 "(docs/broker.md)") if why == "connection refused" else ""
         hosts = ", ".join(f"{params.host}:{params.port}" for params in parameters)
         raise CannotConnect(f"cannot connect to {hosts} ({why}){hint}") from None
+
+
+def loopback(host):
+    import ipaddress  # only here: it is needed only when a login fails
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def why_not_connected(error):

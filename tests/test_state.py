@@ -257,3 +257,14 @@ def test_large_lines_on_a_slow_link_are_not_lost_confirms(broker, slow_link):
     assert sent.returncode == 0, sent.stderr
     assert len(sent.stdout_lines) == 20
     assert broker.message_count("slow") == 20
+
+
+@pytest.mark.lanes("rabbitmq3.10")
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_wrong_password_from_this_machine_gets_no_remote_login_hint(broker, host):
+    """"guest may only log in from localhost" is for a remote host; from this machine
+    the password is simply wrong."""
+    line = one_line_error(broker.send("--url", f"amqp://guest:wrong@{host}:{broker.port}/"))
+
+    assert line == (f"send.py: error: login refused for user 'guest' on {host}:{broker.port}: "
+                    "wrong user name or password; nothing was sent")
