@@ -1,5 +1,6 @@
 """What the tests share: the RabbitMQ lanes, the scripts run as a user runs them,
 and the broker as the tests see it. Fixtures live in conftest.py."""
+import contextlib
 import os
 import queue
 import re
@@ -378,3 +379,45 @@ class Broker(Scripts):
         except (pika.exceptions.AMQPConnectionError, BrokerError, subprocess.TimeoutExpired):
             pass  # the node is down (the test killed it); what is on it goes with it
         self.close_connections()
+
+
+def told(line, fate):
+    """The line numbers an error line gives for a fate: 'lines 1-4,500, 4,502 sent and ...'."""
+    found = re.search(r"\blines? ([0-9,\- ]+?) " + re.escape(fate), line)
+    numbers = []
+    for span in (found.group(1).split(", ") if found else []):
+        first, _, last = span.replace(",", "").partition("-")
+        numbers += range(int(first), int(last or first) + 1)
+    return numbers
+
+
+@contextlib.contextmanager
+def proxy(port, passes):
+    """A URL for the broker on port through a proxy of the test's own, a thread a direction.
+    passes(data, towards_broker) gives what to pass on, or None to cut the connection."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def relay(source, target, towards_broker):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                data = passes(data, towards_broker)
+                if data is None:
+                    break
+                target.sendall(data)
+        for end in (source, target):  # both ends see the cut at once
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                client = server.accept()[0]
+                upstream = socket.create_connection(("127.0.0.1", port))
+                for ends in [(client, upstream, True), (upstream, client, False)]:
+                    threading.Thread(target=relay, args=ends, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:{server.getsockname()[1]}/%2F"
+    finally:
+        server.close()

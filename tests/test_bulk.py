@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import PROJECT, TIMEOUT, WAITING, one_line_error, stray_lines
+from helpers import PROJECT, TIMEOUT, WAITING, one_line_error, stray_lines, told
 
 LINES = [b"plain ascii", "你好，世界".encode(), b"", b"tab\tand  spaces ", b"x" * 1_000_000,
          b"caf\xe9 \xff\xfe not UTF-8", b"last"]
@@ -63,16 +63,6 @@ def test_empty_input_sends_nothing_and_says_so(broker):
     assert "stdin was empty: nothing sent" in sent.stderr
     assert stray_lines(sent, "stdin was empty: nothing sent") == []
     assert broker.message_count("hello") == 0
-
-
-def told(line, fate):
-    """The line numbers an error line gives for a fate: 'lines 1-4,500, 4,502 sent and ...'."""
-    found = re.search(r"\blines? ([0-9,\- ]+?) " + re.escape(fate), line)
-    numbers = []
-    for span in (found.group(1).split(", ") if found else []):
-        first, _, last = span.replace(",", "").partition("-")
-        numbers += range(int(first), int(last or first) + 1)
-    return numbers
 
 
 def body_numbers(bodies):

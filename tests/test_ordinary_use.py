@@ -1,6 +1,5 @@
 """What a learner and a developer type on day one, run as they type it: the same command
 again and again, --count, an interrupt at each step, URLs as pika takes them."""
-import contextlib
 import fcntl
 import os
 import shutil
@@ -9,14 +8,13 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import threading
 from pathlib import Path
 
 import pika
 import pytest
 from pika.tcp_socket_opts import set_sock_opts
 
-from helpers import PROJECT, TIMEOUT, WAITING, one_line_error, stray_lines, wait_until
+from helpers import PROJECT, TIMEOUT, WAITING, one_line_error, proxy, stray_lines, wait_until
 
 sys.path.insert(0, str(PROJECT))
 from hello import options  # noqa: E402  (the scripts' own modules, beside them)
@@ -167,27 +165,11 @@ def test_interrupted_after_the_confirm_says_it_was_sent(broker, signum, status):
 def close_dropped(broker):
     """A URL for the broker through a proxy that drops a connection when the client asks
     to close it: the close fails after everything was sent."""
-    server = socket.create_server(("127.0.0.1", 0))
+    def passes(data, towards_broker):
+        return None if towards_broker and CONNECTION_CLOSE in data else data
 
-    def forward(source, target, watch):
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if watch and CONNECTION_CLOSE in data:
-                    break
-                target.sendall(data)
-        source.close(), target.close()
-
-    def serve():
-        with contextlib.suppress(OSError):
-            while True:
-                client = server.accept()[0]
-                upstream = socket.create_connection(("127.0.0.1", broker.port))
-                for ends in [(client, upstream, True), (upstream, client, False)]:
-                    threading.Thread(target=forward, args=ends, daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield f"amqp://guest:guest@127.0.0.1:{server.getsockname()[1]}/%2F"
-    server.close()
+    with proxy(broker.port, passes) as url:
+        yield url
 
 
 CONNECTION_CLOSE = b"\x00\x0a\x00\x32"  # class 10, method 50 in a method frame

@@ -1,11 +1,9 @@
 """What the scripts remember, checked the way a user meets it (issue 28's categories):
 an ack goes when the work is done, --count counts what the broker has, an existing
 queue is read as what it is, output that fails is one true line, any input is one line."""
-import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import PROJECT, TIMEOUT, one_line_error, wait_until
+from helpers import PROJECT, TIMEOUT, one_line_error, proxy, told, wait_until
 
 
 def test_a_killed_worker_gives_back_only_what_it_had_not_finished(broker):
@@ -35,32 +33,17 @@ def test_a_killed_worker_gives_back_only_what_it_had_not_finished(broker):
 def ack_dropped(broker):
     """A URL for the broker through a proxy that, the first time a client acknowledges,
     drops that ack and cuts the connection: an ack lost with its connection."""
-    server = socket.create_server(("127.0.0.1", 0))
     dropped = threading.Event()
     basic_ack = b"\x00\x3c\x00\x50"  # class 60, method 80 in a method frame
 
-    def forward(source, target, watch):
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if watch and basic_ack in data and not dropped.is_set():
-                    dropped.set()
-                    break
-                target.sendall(data)
-        for end in (source, target):  # both ends see the cut at once
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
+    def passes(data, towards_broker):
+        if towards_broker and basic_ack in data and not dropped.is_set():
+            dropped.set()
+            return None
+        return data
 
-    def serve():
-        with contextlib.suppress(OSError):
-            while True:
-                client = server.accept()[0]
-                upstream = socket.create_connection(("127.0.0.1", broker.port))
-                for ends in [(client, upstream, True), (upstream, client, False)]:
-                    threading.Thread(target=forward, args=ends, daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield f"amqp://guest:guest@127.0.0.1:{server.getsockname()[1]}/%2F", dropped
-    server.close()
+    with proxy(broker.port, passes) as url:
+        yield url, dropped
 
 
 def test_count_takes_exactly_n_when_an_ack_is_lost_with_its_connection(broker, ack_dropped):
@@ -208,40 +191,16 @@ def test_a_line_over_the_brokers_limit_is_called_refused(strict_broker):
     assert set(in_queue) <= {b"small-1", b"small-2"}
 
 
-def told(line, fate):
-    """The line numbers an error line gives for a fate: 'lines 1-2, 4 not in the queue'."""
-    found = re.search(r"\blines? ([0-9,\- ]+?) " + re.escape(fate), line)
-    numbers = []
-    for span in (found.group(1).split(", ") if found else []):
-        first, _, last = span.replace(",", "").partition("-")
-        numbers += range(int(first), int(last or first) + 1)
-    return numbers
-
-
 @pytest.fixture
 def slow_link(broker):
     """A URL for the broker through a link that carries 200 KB/s towards it."""
-    server = socket.create_server(("127.0.0.1", 0))
+    def passes(data, towards_broker):
+        if towards_broker:
+            time.sleep(len(data) / 200_000)  # the link's pace, not a wait for an event
+        return data
 
-    def forward(source, target, slow):
-        with contextlib.suppress(OSError):
-            while data := source.recv(2000 if slow else 65536):
-                target.sendall(data)
-                if slow:
-                    time.sleep(0.01)  # the link's pace, not a wait for an event
-        source.close(), target.close()
-
-    def serve():
-        with contextlib.suppress(OSError):
-            while True:
-                client = server.accept()[0]
-                upstream = socket.create_connection(("127.0.0.1", broker.port))
-                for ends in [(client, upstream, True), (upstream, client, False)]:
-                    threading.Thread(target=forward, args=ends, daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield f"amqp://guest:guest@127.0.0.1:{server.getsockname()[1]}/%2F"
-    server.close()
+    with proxy(broker.port, passes) as url:
+        yield url
 
 
 @pytest.mark.lanes("rabbitmq3.10")  # the clock is the script's own: one broker is enough
