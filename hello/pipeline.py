@@ -79,8 +79,7 @@ class Pipeline:
             errors.note("stdin was empty: nothing sent")
 
     def read_stdin(self):
-        """The reader thread. os.read, not sys.stdin: a daemon thread blocked in
-        sys.stdin would hold its lock at exit."""
+        """The reader thread. os.read: a thread blocked in sys.stdin would hold its lock at exit."""
         partial = []  # the pieces of a line longer than one read
         try:
             while chunk := os.read(0, 65536):
