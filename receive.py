@@ -5,8 +5,7 @@ Usage: python receive.py [--url URL] [--queue NAME] [--count N] [--durable] [--q
                          --stream [--offset WHERE]] [--ack] [--prefetch N] [--work SECONDS] [--raw]
 
 Prints each message as it arrives, until Ctrl+C (or N messages with --count); rides out a
-broker restart. -h explains the options. main() is the blog's lines; what the tool adds
-is in hello/ beside it.
+broker restart. main() is the blog's lines; what the tool adds is in hello/ beside it.
 """
 import sys
 

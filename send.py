@@ -3,9 +3,7 @@
 
 Usage: python send.py [--url URL] [--queue NAME] [--durable] [--quorum | --stream]
                       [--timeout SECONDS] [MESSAGE ... | -]
-
-Exit status 0 means the broker confirmed every message; -h explains the options.
-main() is the blog's lines; what the tool adds is in hello/ beside it.
+Exit status 0: the broker confirmed every message. main() is the blog's lines; hello/ the rest.
 """
 import os
 import sys

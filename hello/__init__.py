@@ -7,9 +7,8 @@
     pipeline.py   send.py -: each line of stdin a message, many awaiting confirms at once
     consumer.py   receive.py's bookkeeping: acks, --count, streams, reconnecting
 
-The scripts import these; these never import the scripts. This file needs no pika, so
-that a Python without it still gets a line saying what to do, and importing it first
-makes Ctrl+C quiet (no traceback) from the scripts' first line on.
+The scripts import these, never the reverse. This file needs no pika (a Python without it
+is told what to do); imported first, it makes Ctrl+C quiet from the scripts' first line on.
 """
 import os
 import signal
@@ -22,10 +21,9 @@ def no_pika(script):
     """The line for a Python without pika, pointing at what works in this checkout."""
     import sysconfig  # only here: it takes longer to import than the rest of this file
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    venv = os.path.join(here, ".venv", "bin", "python")
-    if os.path.exists(venv) and os.path.realpath(sys.prefix) != os.path.realpath(
-            os.path.join(here, ".venv")):
+    venv = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv")
+    if os.path.exists(os.path.join(venv, "bin", "python")) \
+            and os.path.realpath(sys.prefix) != os.path.realpath(venv):
         fix = f"use the project's .venv: source .venv/bin/activate, or .venv/bin/python {script}"
     elif sys.prefix != sys.base_prefix or not os.path.exists(
             os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")):

@@ -1,11 +1,10 @@
 """receive.py's bookkeeping: what the consumer remembers from one message to the next.
-An ack goes as soon as its message's work is done, at any prefetch: a worker that dies
-gives back only what it had not finished.
+An ack goes as soon as its message's work is done: a dying worker gives back only the rest.
 
-- taken: messages taken for good, which --count counts. From a queue, once the broker
-  answered the ack: AMQP answers no ack, but answers a channel's frames in order, so the
-  basic_qos sent after it answers it. A message whose ack was lost with its connection
-  comes back and is taken then. From a stream, which keeps its messages, once shown.
+- taken: messages taken for good, which --count counts. From a queue, once the broker answered
+  the ack (AMQP answers no ack, but answers a channel's frames in order: the basic_qos sent
+  after it does); an ack lost with its connection brings the message back, taken then.
+  From a stream, which keeps its messages, once shown.
 - offset: in a stream, where the next subscription starts: just after the last message
   shown, even if the first started at next, last or 10m.
 - cancelled: the broker ended the subscription (queue deleted; 4.3's consumer timeout).
@@ -36,17 +35,15 @@ class Consumer:
         channel.add_on_cancel_callback(self.on_cancel)
         # --count: the rest stay in the queue. A stream gives more only as we ack.
         self.acks = args.ack or args.count is not None or args.stream
+        # --count on a queue takes one message at a time, acked and counted one by one: each
+        # ack lets one more come, so that the broker never sends one too many.
+        self.one_by_one = bool(args.count) and not args.stream
         if self.acks:  # at most this many unacknowledged: 1 = strictly fair dispatch
-            channel.basic_qos(prefetch_count=self.window())
+            channel.basic_qos(prefetch_count=1 if self.one_by_one else args.prefetch)
         if not args.stream:
             return {"auto_ack": not self.acks}
         where, self.offset = self.offset, point_in_time(self.offset)
         return {"auto_ack": False, "arguments": {"x-stream-offset": where}}
-
-    def window(self):
-        """The prefetch. --count on a queue takes one message at a time: each ack lets one
-        more come, so that the broker never sends one too many."""
-        return 1 if self.args.count and not self.args.stream else self.args.prefetch
 
     def wants(self, properties):
         """False for what a stream's chunk brings after the Nth message."""
@@ -66,22 +63,23 @@ class Consumer:
             ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
         if self.args.stream:
             self.taken += 1
-        if not self.acks:
-            return
-        if self.args.count and not self.args.stream and self.taken + 1 == self.args.count:
+            ch.basic_ack(delivery_tag=method.delivery_tag)
+            if self.taken == self.args.count:  # after the rest of the chunk
+                ch.connection.call_later(0, ch.stop_consuming)
+        elif self.one_by_one and self.taken + 1 == self.args.count:
             # The last: after a cancel the broker sent during the work, if any, is seen.
-            return ch.connection.call_later(0, lambda: self.last(ch, method))
-        ch.basic_ack(delivery_tag=method.delivery_tag)
-        if self.args.count and not self.args.stream:
-            ch.basic_qos(prefetch_count=1)  # answers the ack
-            self.taken += 1
-        elif self.args.stream and self.taken == self.args.count:  # after the rest of the chunk
-            ch.connection.call_later(0, ch.stop_consuming)
+            ch.connection.call_later(0, lambda: self.take(ch, method, last=True))
+        elif self.one_by_one:
+            self.take(ch, method)
+        elif self.acks:
+            ch.basic_ack(delivery_tag=method.delivery_tag)
 
-    def last(self, ch, method):
-        if self.cancelled or not ch.is_open:  # start_consuming says why
-            return
-        ch.basic_cancel(method.consumer_tag)  # nothing more comes
+    def take(self, ch, method, last=False):
+        """--count on a queue: the ack, then the message counts once the broker answered."""
+        if last:
+            if self.cancelled or not ch.is_open:  # start_consuming says why
+                return
+            ch.basic_cancel(method.consumer_tag)  # nothing more comes
         ch.basic_ack(delivery_tag=method.delivery_tag)
         ch.basic_qos(prefetch_count=1)  # answers the ack
         self.taken += 1

@@ -1,5 +1,4 @@
-"""The error boundary and the words for what went wrong: one line on stderr, an exit
-status, never a traceback."""
+"""The error boundary and the words for what went wrong: a stderr line, a status, no traceback."""
 import contextlib
 import errno
 import os
@@ -59,8 +58,7 @@ class ClosedStdout:
 
 
 def run(main, explain):
-    """The error boundary: whatever goes wrong ends as one line on stderr and an exit status.
-    explain(error) gives (status, line) for what main() raised."""
+    """The error boundary: what main() raises ends as explain(error)'s (status, line)."""
     if sys.stdout is None:
         sys.stdout = ClosedStdout()
     else:  # each line at once, even through a pipe; what the terminal cannot show, escaped

@@ -19,11 +19,9 @@ PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
 class Parser(argparse.ArgumentParser):
     def print_help(self, file=None):  # argparse would say nothing if stdout fails
         try:
-            (file or sys.stdout).write(self.format_help())
-            (file or sys.stdout).flush()
-        except (OSError, AttributeError) as error:
-            self.exit(1, f"{self.prog}: error: cannot write the help: "
-                         f"{getattr(error, 'strerror', None) or 'stdout is closed'}\n")
+            print(self.format_help(), end="", file=file or sys.stdout, flush=True)
+        except OSError as error:  # a closed stdout is errors.ClosedStdout: "stdout is closed"
+            self.exit(1, f"{self.prog}: error: cannot write the help: {error.strerror}\n")
 
 
 def parser(description, queue_help):
@@ -47,9 +45,8 @@ def parser(description, queue_help):
 
 
 def parse(parser, **url_defaults):
-    """args, with what main() hands to pika: parameters (one per URL, tried in turn),
-    the queue's arguments, and the messages' properties. url_defaults: URL options
-    (socket_timeout=...) for URLs that do not set them."""
+    """args, with what main() hands to pika: parameters (one per URL, tried in turn), the
+    queue's arguments, the messages' properties. url_defaults: URL options they lack."""
     args = parser.parse_args()
     if getattr(args, "offset", None) is not None:  # receive.py's --offset: a place in a stream
         if args.quorum:

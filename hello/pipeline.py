@@ -1,21 +1,21 @@
 """send.py -: each line of stdin a message, up to WINDOW lines (or BYTES) awaiting their
-confirms at once (one round trip a line would cap a broker 10 ms away at 90 lines/s), on
-a SelectConnection, which keeps heartbeats going while a thread waits for stdin.
+confirms at once (one round trip a line would cap a broker 10 ms away at 90 lines/s), on a
+SelectConnection, which keeps heartbeats going while a thread waits for stdin.
 
 State, changed only on pika's I/O loop (the reader thread only puts into `stdin`):
-- flight: the lines published and not yet printed, in input order (delivery tag = line
-  number). `answer` is None until the broker's: CONFIRMED, or a nack or return (an
-  exception). Confirmed lines leave from the front, printed.
+- flight: lines published and not yet printed, in input order (delivery tag = line number).
+  `answer` is None until the broker's: CONFIRMED, or a nack or return (an exception).
+  Confirmed lines leave from the front, printed.
 - read: lines from stdin not yet published; end: stdin has no more.
-- stop: the error that stops publishing, None while all goes well. The lines in flight
-  are still waited for, so that the last line says exactly what the broker has.
+- stop: the error that stops publishing, None while all goes well. The lines in flight are
+  still waited for, so that the last line says exactly what the broker has.
 - quiet_since: the broker's last answer, or a line sent while none waited. A line's clock
-  starts once the lines before it are answered (it may be queued behind them until then):
-  no answer for --timeout + 15 s is a lost confirm.
+  starts once the lines before it are answered: no answer for --timeout + 15 s is a lost confirm.
 """
 import collections
 import contextlib
 import dataclasses
+import itertools
 import os
 import queue
 import re
@@ -64,8 +64,9 @@ class Pipeline:
             if self.connect_error:
                 with errors.connecting(self.args.parameters):
                     raise self.connect_error
-            self.print_confirmed()
-            if not self.all_confirmed():
+            self.print_confirmed()  # what is left in flight is not confirmed, or stdout failed
+            confirmed = all(line.answer == CONFIRMED for line in self.flight)
+            if not (self.end and not self.read and confirmed):
                 raise self.stop or errors.Failure("the connection closed early")
         except (Exception, errors.Abort) as error:
             refused = [line.number for line in self.flight if isinstance(line.answer, Exception)]
@@ -77,13 +78,8 @@ class Pipeline:
         elif self.next == 1:
             errors.note("stdin was empty: nothing sent")
 
-    def all_confirmed(self):
-        return self.end and not self.read and all(line.answer == CONFIRMED
-                                                  for line in self.flight)
-
     def read_stdin(self):
-        """The reader thread. os.read, not sys.stdin: a daemon thread blocked in
-        sys.stdin would hold its lock at exit."""
+        """The reader thread. os.read: a thread blocked in sys.stdin would hold its lock at exit."""
         partial = []  # the pieces of a line longer than one read
         try:
             while chunk := os.read(0, 65536):
@@ -134,11 +130,9 @@ class Pipeline:
                    and (line.number == tag or multiple and line.number < tag)]
         # A return comes just before the ack of its message, and a queue deleted under
         # us returns every line from one on: the returned are the last ones covered.
-        for line in covered[len(covered) - min(self.returned, len(covered)):]:
-            line.answer = exceptions.UnroutableError([])
-        self.returned = 0
-        for line in covered:
-            line.answer = line.answer or answer
+        first_returned, self.returned = len(covered) - self.returned, 0
+        for i, line in enumerate(covered):
+            line.answer = exceptions.UnroutableError([]) if i >= first_returned else answer
             if isinstance(line.answer, Exception):
                 self.stop = self.stop or line.answer
         self.quiet_since = time.monotonic()
@@ -161,15 +155,15 @@ class Pipeline:
             self.connection.close()
 
     def refused_by(self, closed):
-        """A channel closed for a message too large: that line and the ones sent after it
-        on the channel are not in the queue (the lines before it may be)."""
+        """A channel closed for a message too large: the first waiting line of that size and
+        the ones sent after it are not in the queue (the lines before it may be)."""
         too_large = re.match(r"PRECONDITION_FAILED - message size ([0-9]+) is larger",
                              getattr(closed, "reply_text", ""))
-        waiting = [line for line in self.flight if line.answer is None]
-        sizes = [len(line.body) == int(too_large.group(1)) for line in waiting] \
-            if too_large else []
-        for line in waiting[sizes.index(True):] if True in sizes else []:
-            line.answer = closed
+        if too_large:
+            size = int(too_large.group(1))
+            waiting = (line for line in self.flight if line.answer is None)
+            for line in itertools.dropwhile(lambda line: len(line.body) != size, waiting):
+                line.answer = closed
 
     def pump(self):
         """Print what the broker confirmed, publish what stdin gave, close when done."""
@@ -179,7 +173,7 @@ class Pipeline:
             body = self.take_line()
             if body is None:
                 break  # the reader pumps again when it has more
-            if all(line.answer is not None for line in self.flight):
+            if self.answered():
                 self.quiet_since = time.monotonic()
             self.channel.basic_publish('', self.args.queue, body, mandatory=True,
                                        properties=self.args.properties)
@@ -187,7 +181,7 @@ class Pipeline:
             self.bytes += len(body)
             self.next += 1
         if (self.stop or self.end and not self.read) and self.connection.is_open \
-                and all(line.answer is not None for line in self.flight):
+                and self.answered():
             self.connection.close()  # done, or stopped early with every answer in
 
     def print_confirmed(self):
@@ -215,40 +209,38 @@ class Pipeline:
         return self.read.popleft() if self.read and not self.stop else None
 
     def check_deadline(self):
-        waiting = any(line.answer is None for line in self.flight)
-        if waiting and time.monotonic() - self.quiet_since > self.args.timeout + sending.EXTRA:
+        late = time.monotonic() - self.quiet_since > self.args.timeout + sending.EXTRA
+        if late and not self.answered():
             raise sending.NoConfirm()
         self.ioloop.call_later(1, self.check_deadline)
 
+    def answered(self):
+        """Every line in flight has the broker's answer."""
+        return all(line.answer is not None for line in self.flight)
+
     def so_far(self):
-        """What the broker has of the input: which lines, and where to resume."""
+        """What the broker has of the input: which lines (as spans of numbers), and where
+        to resume: the first line not confirmed."""
         resume = next((line.number for line in self.flight if line.answer != CONFIRMED),
                       self.next)
-
-        def numbers(has):
-            return spans(line.number for line in self.flight
-                         if line.number >= resume and has(line.answer))
-        fates = [([[1, resume - 1]] if resume > 1 else [], "sent and confirmed"),
-                 (numbers(lambda answer: answer == CONFIRMED), "sent and confirmed too"),
-                 (numbers(lambda answer: isinstance(answer, Exception)),
-                  "not in the queue (refused)"),
-                 (numbers(lambda answer: answer is None), "may or may not be in the queue")]
-        told = ", ".join(f"{in_lines(found)} {words}" for found, words in fates if found)
+        fates = {"sent and confirmed": [[1, resume - 1]] if resume > 1 else [],
+                 "sent and confirmed too": [], "not in the queue (refused)": [],
+                 "may or may not be in the queue": []}
+        for line in self.flight:
+            if line.number < resume:
+                continue
+            spans = fates["may or may not be in the queue" if line.answer is None else
+                          "sent and confirmed too" if line.answer == CONFIRMED else
+                          "not in the queue (refused)"]
+            if spans and spans[-1][1] == line.number - 1:
+                spans[-1][1] = line.number
+            else:
+                spans.append([line.number, line.number])
+        told = ", ".join(f"{in_lines(spans)} {words}" for words, spans in fates.items() if spans)
         return f"{told or 'nothing was sent'}; resume from line {resume:,}"
 
 
-def spans(numbers):
-    """[[1, 4500], [4502, 4502]] for 1, 2, ... 4500, 4502."""
-    found = []
-    for n in numbers:
-        if found and found[-1][1] == n - 1:
-            found[-1][1] = n
-        else:
-            found.append([n, n])
-    return found
-
-
-def in_lines(found):
+def in_lines(spans):
     """'lines 1-4,500, 4,502' for [[1, 4500], [4502, 4502]]."""
-    word = "line" if found == [[found[0][0]] * 2] else "lines"
-    return f"{word} " + ", ".join(f"{a:,}" if a == b else f"{a:,}-{b:,}" for a, b in found)
+    word = "line" if len(spans) == 1 and spans[0][0] == spans[0][1] else "lines"
+    return f"{word} " + ", ".join(f"{a:,}" if a == b else f"{a:,}-{b:,}" for a, b in spans)

@@ -1,8 +1,7 @@
-"""The blog's queue_declare on today's brokers, which may refuse it: RabbitMQ 4.3's
-upstream default refuses non-durable queues (541, closing the connection), and any
-broker refuses a declaration that differs from the queue that exists (406, closing the
-channel). Then the queue is read as what it is: declared again with the settings the
-broker names, until it answers declare-ok; the settings it accepted tell its kind."""
+"""The blog's queue_declare on today's brokers, which may refuse it: RabbitMQ 4.3's upstream
+default refuses non-durable queues (541, closing the connection); any broker refuses a
+declaration that differs from the existing queue (406, closing the channel). Then the queue
+is declared again with the settings the broker names until it accepts: they tell its kind."""
 import re
 
 import pika
@@ -51,8 +50,7 @@ def declare(connection, queue, settings):
 
 
 def existing(connection, queue, settings, refusal):
-    """The settings of the queue that exists: each 406 names one that differs and its
-    current value; the declaration with all of them is the one the broker accepts."""
+    """The existing queue's settings: each 406 names one that differs and its current value."""
     for _ in range(20):  # a queue has fewer settings than that
         name, value = inequivalent(refusal.reply_text, settings)
         if value is None:

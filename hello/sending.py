@@ -1,9 +1,8 @@
 """send.py's one message: the deadline for its confirm, and what the broker has of it.
 
-`fate` is the one piece of state: what the broker has of the message, as the error
-line says it. It is NOT_SENT until confirm_deadline() is entered (the publish starts),
-UNSURE while the publish waits for its confirm, CONFIRMED once it returned: nothing
-else changes it."""
+`fate`, the one piece of state, is what the broker has of the message, in the error line's
+words: NOT_SENT until confirm_deadline() is entered (the publish starts), UNSURE while the
+publish waits for its confirm, CONFIRMED once it returned. Nothing else changes it."""
 import contextlib
 import signal
 
@@ -15,6 +14,7 @@ NOT_SENT, UNSURE, CONFIRMED = ("nothing was sent", "the message may or may not b
                                "the message was sent and confirmed")
 fate = NOT_SENT
 EXTRA = 15  # seconds a confirm may take beyond --timeout
+ALARM = hasattr(signal, "setitimer")  # not on Windows, which has no SIGALRM
 
 
 class NoConfirm(errors.Abort):
@@ -24,17 +24,17 @@ class NoConfirm(errors.Abort):
 @contextlib.contextmanager
 def confirm_deadline(timeout):
     """Around basic_publish: a quorum queue cut off from its majority never confirms, and
-    pika alone would wait as long as it takes (no alarm on Windows, which has no SIGALRM)."""
+    pika alone would wait as long as it takes."""
     global fate
     fate = UNSURE
-    if hasattr(signal, "setitimer"):
+    if ALARM:
         signal.signal(signal.SIGALRM, no_confirm_in_time)
         signal.setitimer(signal.ITIMER_REAL, timeout + EXTRA)
     try:
         yield
         fate = CONFIRMED
     finally:
-        if hasattr(signal, "setitimer"):
+        if ALARM:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
 
