@@ -63,7 +63,8 @@ def parse_args():
                         help="ack after the work: a dead worker's message comes back")
     parser.add_argument("--prefetch", type=options.number(1, 65535), default=10, metavar="N",
                         help="unacked messages a worker holds (default 10; 1 shares long "
-                             "tasks strictly fairly, 10 drains 1.5 to 3x faster)")
+                             "tasks strictly fairly, 10 drains 1.5 to 3x faster; --count "
+                             "on a queue takes one at a time)")
     parser.add_argument("--work", type=options.number(0, 86400, float), default=0,
                         metavar="SECONDS", help="simulated work per message (default 0)")
     parser.add_argument("--raw", action="store_true",

@@ -11,10 +11,15 @@ The scripts import these, never the reverse. This file needs no pika (a Python w
 is told what to do); imported first, it makes Ctrl+C quiet from the scripts' first line on.
 """
 import os
-import signal
 import sys
 
-signal.signal(signal.SIGINT, signal.SIG_DFL)  # until errors.run() says what was interrupted
+try:  # Ctrl+C ends the script quietly from here on, until errors.run() takes over
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+except KeyboardInterrupt:  # it came before that took effect: end as it would have then
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def no_pika(script):

@@ -31,7 +31,7 @@ class Consumer:
         """Set up a new channel; returns basic_consume's other arguments."""
         if self.delay:
             note("reconnected")
-        self.delay, args = 0, self.args
+        self.delay, self.cancelled, args = 0, False, self.args
         channel.add_on_cancel_callback(self.on_cancel)
         # --count: the rest stay in the queue. A stream gives more only as we ack.
         self.acks = args.ack or args.count is not None or args.stream
@@ -61,6 +61,8 @@ class Consumer:
         """After the callback's print: the work, then the ack."""
         if self.args.work:
             ch.connection.sleep(self.args.work)  # unlike time.sleep, keeps heartbeats going
+        if not ch.is_open:  # closed during the work (a consumer timeout): start_consuming
+            return  # raises the broker's reason
         if self.args.stream:
             self.taken += 1
             ch.basic_ack(delivery_tag=method.delivery_tag)
@@ -94,7 +96,9 @@ class Consumer:
         ended = f"the broker ended the subscription to queue {self.args.queue!r}"
         try:
             connection.channel().queue_declare(queue=self.args.queue, passive=True)
-        except exceptions.ChannelClosedByBroker:
+        except exceptions.ChannelClosedByBroker as error:
+            if lost_connection(error):  # a stream's node is down: connect again
+                raise
             raise Failure(f"{ended}: the queue was deleted") from None
         # A queue that is still there cancels a consumer with unacked messages when its
         # consumer timeout runs out (RabbitMQ 4.3, quorum queues).

@@ -90,16 +90,17 @@ def connecting(parameters):
     where, user = f"{last.host}:{last.port}", last.credentials.username
     try:
         yield
-    except exceptions.ProbableAuthenticationError:
-        remote = user == "guest" and not loopback(last.host)
-        hint = " (guest may only log in from localhost)" if remote else ""
-        raise Failure(f"login refused for user {user!r} on {where}: wrong user name or "
-                      f"password{hint}") from None
-    except exceptions.ProbableAccessDeniedError:
-        raise Failure(f"access refused to virtual host {last.virtual_host!r} on {where}: "
-                      f"it does not exist or {user!r} has no permissions there") from None
     except Exception as error:  # whatever the cause, no broker can be used now
-        why = why_not_connected(error)
+        cause = innermost(error)
+        if isinstance(cause, exceptions.ProbableAuthenticationError):
+            remote = user == "guest" and not loopback(last.host)
+            hint = " (guest may only log in from localhost)" if remote else ""
+            raise Failure(f"login refused for user {user!r} on {where}: wrong user name or "
+                          f"password{hint}") from None
+        if isinstance(cause, exceptions.ProbableAccessDeniedError):
+            raise Failure(f"access refused to virtual host {last.virtual_host!r} on {where}: "
+                          f"it does not exist or {user!r} has no permissions there") from None
+        why = why_not_connected(cause)
         hint = ("; is RabbitMQ running? Start one with: python3 broker/local.py start "
                 "(docs/broker.md)") if why == "connection refused" else ""
         hosts = ", ".join(f"{params.host}:{params.port}" for params in parameters)
@@ -115,12 +116,17 @@ def loopback(host):
         return host == "localhost"
 
 
-def why_not_connected(error):
-    while True:  # pika wraps the socket's own error, sometimes twice
-        inner = getattr(error, "exception", None) or (error.args and error.args[0])
+def innermost(error):
+    """The error under pika's wrappings: the socket's own, or the broker's refusal."""
+    while True:  # wrapped once or twice, or the last of a list of attempts
+        inner = getattr(error, "exception", None) or (getattr(error, "exceptions", None) or
+                                                     [None])[-1] or (error.args and error.args[0])
         if not isinstance(inner, BaseException):
-            break
+            return error
         error = inner
+
+
+def why_not_connected(error):
     if isinstance(error, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {error.verify_message}"
     for kind, words in [

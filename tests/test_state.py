@@ -227,3 +227,35 @@ def test_a_wrong_password_from_this_machine_gets_no_remote_login_hint(broker, ho
 
     assert line == (f"send.py: error: login refused for user 'guest' on {host}:{broker.port}: "
                     "wrong user name or password; nothing was sent")
+
+
+@pytest.mark.lanes("rabbitmq3.10", "rabbitmq4.0")  # 4.3 does not time out classic queues
+def test_a_consumer_timeout_during_work_without_count_is_named(strict_broker):
+    """The broker closes the channel during the work; the ack that follows cannot go,
+    and the line says why (not pika's 'Channel is closed')."""
+    strict_broker.channel().queue_delete("slow-jobs")
+    strict_broker.send("--queue", "slow-jobs", "long job")
+
+    worker = strict_broker.receive("--queue", "slow-jobs", "--ack", "--work", "9", timeout=60)
+
+    line = one_line_error(worker)
+    assert "consumer_timeout of queue 'slow-jobs'" in line and "back in the queue" in line
+    assert strict_broker.message_count("slow-jobs") == 1
+
+
+def test_send_lines_whose_own_connection_fails_says_why_in_one_line(broker):
+    """send.py - connects again for its pipeline: a failure there is worded like any."""
+    headers = []
+
+    def passes(data, towards_broker):
+        if towards_broker and data.startswith(b"AMQP"):
+            headers.append(data)
+        return None if len(headers) > 1 else data  # the second connection is cut at once
+
+    with proxy(broker.port, passes) as url:
+        sent = broker.send("--url", url, "-", stdin=b"one\n")
+
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    assert one_line_error(sent) == (
+        f"send.py: error: cannot connect to 127.0.0.1:{port} (closed during the AMQP "
+        "handshake: is it an AMQP port?); nothing was sent; resume from line 1")
