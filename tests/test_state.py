@@ -252,8 +252,8 @@ def test_send_lines_whose_own_connection_fails_says_why_in_one_line(broker):
             headers.append(data)
         return None if len(headers) > 1 else data  # the second connection is cut at once
 
-    with proxy(broker.port, passes) as url:
-        sent = broker.send("--url", url, "-", stdin=b"one\n")
+    with proxy(broker.port, passes) as url:  # --durable: no lane declares twice (541)
+        sent = broker.send("--url", url, "--durable", "-", stdin=b"one\n")
 
     port = url.rsplit(":", 1)[1].split("/")[0]
     assert one_line_error(sent) == (
